@@ -1,0 +1,124 @@
+"""Idempotent indexing: unchanged articles are skipped, changed ones replace
+their chunks (no stale ones left), new ones are added.
+
+Order of writes makes a crash at any point safe to re-run: chunks are
+upserted under content-derived ids, then the document's other chunks are
+deleted, and only then is the document record (with its content hash)
+written. A re-run sees no matching record and redoes the same idempotent work.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Literal
+
+from qdrant_client import models
+
+from index.chunker import Chunker
+from index.readers import Skipped, iter_files, read_path
+from rag.embedding import Embedder
+from rag.lexical import LexicalEncoder
+from rag.models import Article
+from rag.retrieval import date_number
+from rag.settings import IndexSettings
+from rag.store import DENSE, LEXICAL, PassageStore, chunk_point_id
+
+Outcome = Literal["added", "updated", "unchanged"]
+
+
+@dataclass
+class IndexSummary:
+    added: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    chunks: int = 0
+    skipped: list[Skipped] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def documents(self) -> int:
+        return self.added + self.updated + self.unchanged
+
+    def count(self, outcome: Outcome, chunks: int) -> None:
+        setattr(self, outcome, getattr(self, outcome) + 1)
+        self.chunks += chunks
+
+
+def content_hash(article: Article) -> str:
+    body = "\x00".join([article.title, article.text, str(article.date or ""), article.source or "", article.url or ""])
+    return hashlib.sha256(body.encode()).hexdigest()
+
+
+class Indexer:
+    def __init__(self, store: PassageStore, encoder: LexicalEncoder, embedder: Embedder | None,
+                 settings: IndexSettings) -> None:
+        self.store = store
+        self.encoder = encoder
+        self.embedder = embedder
+        self.settings = settings
+        self.chunker = Chunker(settings.chunk_tokens, settings.chunk_overlap)
+
+    def index_article(self, article: Article) -> tuple[Outcome, int]:
+        """Index one article; returns what happened and its chunk count."""
+        if len(article.text) > self.settings.max_document_chars:
+            raise ValueError(f"document too long ({len(article.text)} characters > {self.settings.max_document_chars})")
+        digest = content_hash(article)
+        record = self.store.get_document(article.id)
+        if record and record.get("content_hash") == digest:
+            return "unchanged", int(record.get("chunks", 0))
+        chunks = self.chunker.chunk(article.text)
+        if not chunks:
+            raise ValueError("no text to index")
+        dense = self.embedder.embed_documents([c.text for c in chunks]) if self.embedder else None
+        points = []
+        for i, c in enumerate(chunks):
+            vector: dict[str, models.Vector] = {LEXICAL: self.encoder.document(c.text)}
+            if dense is not None:
+                vector[DENSE] = dense[i]
+            payload = {
+                "doc_id": article.id, "title": article.title, "chunk_index": c.index, "text": c.text,
+                "start": c.start, "end": c.end, "sentences": [list(s) for s in c.sentences],
+                "date": article.date.isoformat() if article.date else None,
+                "date_num": date_number(article.date) if article.date else None,
+                "source": article.source, "url": article.url,
+            }
+            points.append(models.PointStruct(id=chunk_point_id(article.id, c.index, c.text), vector=vector, payload=payload))
+        self.store.upsert_chunks(points)
+        self.store.delete_chunks(article.id, keep=[str(p.id) for p in points])
+        self.store.put_document({
+            "doc_id": article.id, "title": article.title, "content_hash": digest, "chunks": len(points),
+            "date": article.date.isoformat() if article.date else None, "source": article.source, "url": article.url,
+            "chars": len(article.text), "indexed_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        })
+        return ("updated" if record else "added"), len(points)
+
+    def index_articles(self, articles: Iterable[Article | Skipped], summary: IndexSummary | None = None,
+                       on_item: Callable[[str], None] | None = None) -> IndexSummary:
+        summary = summary or IndexSummary()
+        t0 = time.perf_counter()
+        for item in articles:
+            if isinstance(item, Skipped):
+                summary.skipped.append(item)
+            else:
+                try:
+                    summary.count(*self.index_article(item))
+                except ValueError as exc:
+                    summary.skipped.append(Skipped(item.id, str(exc)))
+            if on_item:
+                on_item(item.path if isinstance(item, Skipped) else item.id)
+        summary.seconds += time.perf_counter() - t0
+        return summary
+
+    def index_paths(self, paths: list[Path], on_file: Callable[[Path], None] | None = None,
+                    files: list[Path] | None = None) -> IndexSummary:
+        summary = IndexSummary()
+        for f in files if files is not None else list(iter_files(paths)):
+            self.index_articles(read_path(f, self.settings.max_file_bytes), summary)
+            if on_file:
+                on_file(f)
+        return summary

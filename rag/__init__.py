@@ -1,0 +1,4 @@
+"""Sanad core: settings, Arabic text analysis, retrieval and answering.
+
+Nothing here imports from ``index``, ``evals``, ``service`` or ``sanad``.
+"""

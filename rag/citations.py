@@ -1,0 +1,56 @@
+"""Checking an LLM's ``[n]`` markers against the passages it was given.
+
+A marker outside 1..len(passages) is dropped; valid ones keep their
+number (the passage's), so markers already streamed stay right. Works on a
+whole reply or incrementally on a stream.
+"""
+
+from __future__ import annotations
+
+import re
+
+MARKER = re.compile(r"\[\s*(\d+(?:\s*[,،]\s*\d+)*)\s*\]")
+# Anything that might still become a marker: an unclosed "[" with digits/commas/spaces.
+_OPEN_TAIL = re.compile(r"\[[\d\s,،]*$")
+
+
+class MarkerChecker:
+    def __init__(self, n_passages: int) -> None:
+        self.n_passages = n_passages
+        self.order: list[int] = []  # passage indexes (1-based) in order of first citation
+        self.dropped = 0
+        self._pending = ""
+
+    def _renumber(self, m: re.Match[str]) -> str:
+        out = []
+        for raw in re.split(r"\s*[,،]\s*", m.group(1)):
+            k = int(raw)
+            if not 1 <= k <= self.n_passages:
+                self.dropped += 1
+                continue
+            if k not in self.order:
+                self.order.append(k)
+            if f"[{k}]" not in out:
+                out.append(f"[{k}]")
+        return "".join(out)
+
+    def feed(self, delta: str) -> str:
+        """Checked text ready to show; an incomplete marker at the end is held back."""
+        text = self._pending + delta
+        tail = _OPEN_TAIL.search(text)
+        cut = tail.start() if tail else len(text)
+        self._pending = text[cut:]
+        return MARKER.sub(self._renumber, text[:cut])
+
+    def finish(self) -> str:
+        text, self._pending = self._pending, ""
+        return MARKER.sub(self._renumber, text)
+
+    def check(self, text: str) -> str:
+        return self.feed(text) + self.finish()
+
+
+def tidy(text: str) -> str:
+    """Whitespace left behind by dropped markers."""
+    text = re.sub(r"[ \t]+([.,،؛:!?؟])", r"\1", text)
+    return re.sub(r"[ \t]{2,}", " ", text).strip()

@@ -1,0 +1,42 @@
+"""Follow-up questions made standalone before retrieval (offline rule; the LLM does it when configured)."""
+
+from __future__ import annotations
+
+import re
+
+from rag.models import Turn
+from rag.text import Analyzer
+
+# Words that point back at something said before.
+_REFERRING = re.compile(
+    r"\b(it|its|they|them|their|he|him|his|she|her|that|this|those|these|there|then)\b"
+    r"|(^|\s)(هو|هي|هم|ذلك|تلك|هذا|هذه|هؤلاء|هناك|عندها|حينها|فيه|فيها|منه|منها|عنه|عنها)(\s|$|[؟?.،])",
+    re.IGNORECASE,
+)
+_FEW_CONTENT_WORDS = 3
+
+
+def previous_question(history: list[Turn]) -> str | None:
+    for turn in reversed(history):
+        if turn.role == "user":
+            return turn.content
+    return None
+
+
+def carry_context(question: str, history: list[Turn], analyzer: Analyzer) -> str | None:
+    """``question`` plus the previous question's content words, when it reads as a follow-up.
+
+    A follow-up is short (three content words or fewer) or refers back with a
+    pronoun. Returns ``None`` when the question stands on its own.
+    """
+    prev = previous_question(history)
+    if not prev:
+        return None
+    words = analyzer.tokens(question)
+    if len(words) > _FEW_CONTENT_WORDS and not _REFERRING.search(question):
+        return None
+    have = set(words)
+    carried = [w for w in dict.fromkeys(analyzer.tokens(prev)) if w not in have]
+    if not carried:
+        return None
+    return f"{question.strip()} ({' '.join(carried)})"

@@ -1,0 +1,251 @@
+"""Sanad's answering path: rewrite a follow-up, retrieve, answer, check citations.
+
+:class:`Sanad` is built from an explicit :class:`Settings` (``Sanad.open``);
+``ask`` returns an :class:`Answer`, ``stream`` yields the same answer as events
+(passages first, then text deltas, then the final answer).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from rag.citations import MarkerChecker, tidy
+from rag.embedding import Embedder, build_embedder
+from rag.extractive import ExtractiveAnswerer, Selection, Sentence, SentenceScorer
+from rag.lexical import LEXICAL_VERSION, LexicalEncoder
+from rag.llm import NO_ANSWER, LLMClient, LLMError, answer_messages, rewrite_messages
+from rag.messages import QUOTE_INTRO, refusal
+from rag.models import Answer, Citation, Language, Passage, SearchFilters, Turn
+from rag.conversation import carry_context
+from rag.sentences import sentence_spans
+from rag.settings import Settings
+from rag.store import PassageStore, open_client
+from rag.retrieval import Retriever
+from rag.text import detect_language
+
+log = logging.getLogger("sanad")
+
+# With an LLM, the offline coverage threshold only screens out hopeless
+# retrievals; the model judges the rest.
+_LLM_SCREEN = 0.5
+# An answer sentence is tied to a passage sentence it covers this much of.
+_REPAIR_MIN = 0.35
+
+
+@dataclass
+class Event:
+    kind: Literal["passages", "delta", "reset", "answer"]
+    data: Any
+
+
+@dataclass
+class Timings:
+    retrieval_ms: float = 0.0
+    answer_ms: float = 0.0
+    extra: dict[str, float] = field(default_factory=dict)
+
+
+class Sanad:
+    def __init__(self, settings: Settings, store: PassageStore, encoder: LexicalEncoder,
+                 embedder: Embedder | None, llm: LLMClient | None) -> None:
+        self.settings = settings
+        self.store = store
+        self.encoder = encoder
+        self.embedder = embedder
+        self.retriever = Retriever(store, encoder, embedder, settings.retrieval)
+        self.extractive = ExtractiveAnswerer(encoder, settings.answer)
+        self.scorer = SentenceScorer(encoder)
+        self.llm = llm
+        self.last_timings = Timings()
+
+    @classmethod
+    def open(cls, settings: Settings) -> Sanad:
+        """Open (or create) the store and the configured components."""
+        embedder = build_embedder(settings.embed)
+        store = PassageStore(open_client(settings), settings.qdrant.collection, settings.embed.signature,
+                             embedder.dimension if embedder else None, LEXICAL_VERSION)
+        try:
+            store.ensure()
+        except Exception:
+            store.close()
+            raise
+        llm = LLMClient(settings.llm) if settings.llm.enabled else None
+        return cls(settings, store, LexicalEncoder(gram_weight=settings.retrieval.gram_weight), embedder, llm)
+
+    def close(self) -> None:
+        self.store.close()
+
+    # -- pieces ------------------------------------------------------------
+    def search(self, query: str, top_k: int | None = None, filters: SearchFilters | None = None) -> list[Passage]:
+        return self.retriever.search(query, top_k=top_k, filters=filters)
+
+    def rewrite(self, question: str, history: list[Turn]) -> tuple[str | None, bool]:
+        """Standalone form of a follow-up (``None`` if it stands alone) and whether the LLM failed."""
+        if not history:
+            return None, False
+        if self.llm is not None:
+            try:
+                text = self.llm.chat(rewrite_messages(question, history)).strip().splitlines()[0].strip()
+                if text and text != question.strip():
+                    return text, False
+                return None, False
+            except (LLMError, IndexError) as exc:
+                log.warning("LLM rewrite failed, using the offline rule: %s", exc)
+                return carry_context(question, history, self.encoder.analyzer), True
+        return carry_context(question, history, self.encoder.analyzer), False
+
+    # -- answering -----------------------------------------------------------
+    def ask(self, question: str, history: list[Turn] | None = None, top_k: int | None = None,
+            filters: SearchFilters | None = None) -> Answer:
+        answer = None
+        for event in self.stream(question, history, top_k, filters, _whole=True):
+            if event.kind == "answer":
+                answer = event.data
+        assert isinstance(answer, Answer)
+        return answer
+
+    def stream(self, question: str, history: list[Turn] | None = None, top_k: int | None = None,
+               filters: SearchFilters | None = None, _whole: bool = False) -> Iterator[Event]:
+        lang: Language = detect_language(question)  # type: ignore[assignment]
+        t0 = time.perf_counter()
+        rewritten, degraded = self.rewrite(question, history or [])
+        query = rewritten or question
+        passages = self.search(query, top_k=top_k, filters=filters)
+        t1 = time.perf_counter()
+        selection = self.extractive.select(query, passages)
+        base = {"language": lang, "rewritten_question": rewritten}
+        if self.llm is None or not passages or selection.support < self.settings.answer.min_support * _LLM_SCREEN:
+            yield from self._offline(selection, base, degraded)
+        else:
+            yield from self._with_llm(query, passages, selection, base, whole=_whole, degraded=degraded)
+        self.last_timings = Timings(retrieval_ms=(t1 - t0) * 1000, answer_ms=(time.perf_counter() - t1) * 1000)
+
+    def _refusal(self, base: dict[str, Any], **extra: Any) -> Iterator[Event]:
+        text = refusal(base["language"])
+        yield Event("passages", [])
+        yield Event("delta", text)
+        yield Event("answer", Answer(answer=text, answerable=False, **base, **extra))
+
+    def _offline(self, selection: Selection, base: dict[str, Any], degraded: bool) -> Iterator[Event]:
+        if not self.extractive.answerable(selection):
+            yield from self._refusal(base, degraded=degraded)
+            return
+        lang = base["language"]
+        citations = [s.citation(i) for i, s in enumerate(selection.sentences, 1)]
+        yield Event("passages", citations)
+        parts = []
+        intro = QUOTE_INTRO[lang]
+        for i, c in enumerate(citations):
+            quote = f"«{c.quote}»" if lang == "en" else c.quote
+            part = (intro if i == 0 else " ") + f"{quote} [{c.n}]"
+            parts.append(part)
+            yield Event("delta", part)
+        yield Event("answer", Answer(answer="".join(parts), answerable=True, citations=citations,
+                                     degraded=degraded, **base))
+
+    def _with_llm(self, query: str, passages: list[Passage], selection: Selection, base: dict[str, Any],
+                  whole: bool, degraded: bool) -> Iterator[Event]:
+        assert self.llm is not None
+        messages = answer_messages(query, passages, base["language"])
+        numbered = [self._passage_citation(i, p) for i, p in enumerate(passages, 1)]
+        if whole:
+            try:
+                raw = self.llm.chat(messages)
+            except LLMError as exc:
+                log.warning("LLM failed, answering offline: %s", exc)
+                yield from self._offline(selection, base, degraded=True)
+                return
+            yield from self._finish_llm(raw, passages, selection, base, degraded, streamed=False)
+            return
+
+        yield Event("passages", numbered)
+        checker = MarkerChecker(len(passages))
+        raw, held, emitted = "", "", False
+        try:
+            for delta in self.llm.stream(messages):
+                raw += delta
+                if not emitted:
+                    # Hold the first characters back until they cannot be the NO_ANSWER sentinel.
+                    held += delta
+                    start = held.lstrip()
+                    if NO_ANSWER.startswith(start) or start.startswith(NO_ANSWER):
+                        continue  # may be, or is, the refusal sentinel: show nothing yet
+                    delta, held, emitted = held, "", True
+                out = checker.feed(delta)
+                if out:
+                    yield Event("delta", out)
+            tail = checker.finish()
+            if tail:
+                yield Event("delta", tail)
+        except LLMError as exc:
+            log.warning("LLM stream failed, answering offline: %s", exc)
+            if emitted:
+                yield Event("reset", None)
+            for event in self._offline(selection, base, degraded=True):
+                if event.kind != "passages" or not emitted:
+                    yield event
+            return
+        yield from self._finish_llm(raw, passages, selection, base, degraded, streamed=True)
+
+    def _finish_llm(self, raw: str, passages: list[Passage], selection: Selection, base: dict[str, Any],
+                    degraded: bool, streamed: bool) -> Iterator[Event]:
+        if raw.strip().startswith(NO_ANSWER) or raw.strip().endswith(NO_ANSWER):
+            text = refusal(base["language"])
+            if streamed:
+                yield Event("delta", text)
+            yield Event("answer", Answer(answer=text, answerable=False, answerer="llm", degraded=degraded, **base))
+            return
+        checker = MarkerChecker(len(passages))
+        text = tidy(checker.check(raw))
+        if not checker.order:
+            text = self._repair(text, passages, checker)
+        if not checker.order:
+            # Nothing the model said could be tied to a passage: do not pass it on.
+            log.warning("LLM answer cites no passage; answering offline")
+            if streamed:
+                yield Event("reset", None)
+            for event in self._offline(selection, base, degraded=True):
+                if event.kind != "passages" or not streamed:
+                    yield event
+            return
+        citations = [self._quote(k, passages[k - 1], text) for k in sorted(checker.order)]
+        if not streamed:
+            yield Event("passages", citations)
+            yield Event("delta", text)
+        yield Event("answer", Answer(answer=text, answerable=True, citations=citations, answerer="llm",
+                                     degraded=degraded, **base))
+
+    # -- citation helpers ------------------------------------------------------
+    def _passage_citation(self, n: int, p: Passage) -> Citation:
+        first = p.sentences[0] if p.sentences else (0, len(p.text))
+        return Citation(n=n, doc_id=p.doc_id, title=p.title, chunk_id=p.chunk_id, text=p.text,
+                        quote=p.text[first[0]:first[1]], start=p.start + first[0], end=p.start + first[1])
+
+    def _quote(self, n: int, passage: Passage, answer: str) -> Citation:
+        """The sentence of ``passage`` that best supports what the answer says at ``[n]``."""
+        claims = [answer[s:e] for s, e in sentence_spans(answer) if f"[{n}]" in answer[s:e]] or [answer]
+        sentences = [Sentence(passage, s, e, passage.text[s:e]) for s, e in passage.sentences or [(0, len(passage.text))]]
+        self.scorer.score(" ".join(claims), sentences)
+        best = max(sentences, key=lambda s: s.score)
+        return best.citation(n)
+
+    def _repair(self, text: str, passages: list[Passage], checker: MarkerChecker) -> str:
+        """Attach a marker to each answer sentence that a passage sentence clearly supports."""
+        out = []
+        candidates = [Sentence(p, s, e, p.text[s:e]) for p in passages for s, e in p.sentences or [(0, len(p.text))]]
+        index = {p.chunk_id: i for i, p in enumerate(passages, 1)}
+        for s, e in sentence_spans(text) or [(0, len(text))]:
+            claim = text[s:e]
+            self.scorer.score(claim, candidates)
+            best = max(candidates, key=lambda c: c.score, default=None)
+            if best is not None and best.score >= _REPAIR_MIN:
+                k = index[best.passage.chunk_id]
+                if k not in checker.order:
+                    checker.order.append(k)
+                claim = f"{claim} [{k}]"
+            out.append(claim)
+        return " ".join(out)

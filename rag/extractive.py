@@ -1,0 +1,117 @@
+"""The offline answerer: picks the retrieved sentences that best answer the question.
+
+No model: each candidate sentence is scored by how much of the question's
+weighted vocabulary it covers (stems, plus character n-grams for names and
+spelling variants); weights are inverse frequencies among the candidates, so
+words every passage shares (غزة) count little. The answer quotes the best
+sentences verbatim, each with its ``[n]`` citation; too little coverage is a
+refusal.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from dataclasses import dataclass
+
+from rag.lexical import LexicalEncoder
+from rag.models import Citation, Passage
+from rag.settings import AnswerSettings
+from rag.text import fold
+from rag.translit import latin_to_arabic_candidates
+
+_GRAM_SHARE = 0.35
+
+
+@dataclass
+class Sentence:
+    passage: Passage
+    start: int  # relative to passage.text
+    end: int
+    text: str
+    score: float = 0.0
+
+    def citation(self, n: int) -> Citation:
+        p = self.passage
+        return Citation(n=n, doc_id=p.doc_id, title=p.title, chunk_id=p.chunk_id, text=p.text,
+                        quote=self.text, start=p.start + self.start, end=p.start + self.end)
+
+
+@dataclass
+class Selection:
+    sentences: list[Sentence]
+    support: float  # coverage of the best sentence, 0..1
+
+
+class SentenceScorer:
+    """Scores sentences against a question; shared by the extractive answerer and citation repair."""
+
+    def __init__(self, encoder: LexicalEncoder) -> None:
+        self.encoder = encoder
+
+    def _query_features(self, question: str) -> tuple[set[str], set[str]]:
+        terms, grams = self.encoder.features(question)
+        for word in question.split():
+            for cand in latin_to_arabic_candidates(word):
+                grams.extend(self.encoder.features(cand)[1])
+        return set(terms), set(grams)
+
+    def score(self, question: str, sentences: list[Sentence]) -> None:
+        q_terms, q_grams = self._query_features(question)
+        feats = [self.encoder.features(s.text) for s in sentences]
+        n = len(sentences) or 1
+        df_t: Counter[str] = Counter()
+        df_g: Counter[str] = Counter()
+        for terms, grams in feats:
+            df_t.update(set(terms) & q_terms)
+            df_g.update(set(grams) & q_grams)
+        w_t = {t: math.log(1 + n / (df_t[t] + 0.5)) for t in q_terms}
+        w_g = {g: math.log(1 + n / (df_g[g] + 0.5)) for g in q_grams}
+        tot_t, tot_g = sum(w_t.values()), sum(w_g.values())
+        for s, (terms, grams) in zip(sentences, feats, strict=True):
+            cov_t = sum(w_t[t] for t in q_terms.intersection(terms)) / tot_t if tot_t else 0.0
+            cov_g = sum(w_g[g] for g in q_grams.intersection(grams)) / tot_g if tot_g else 0.0
+            s.score = (1 - _GRAM_SHARE) * cov_t + _GRAM_SHARE * cov_g if tot_t else cov_g
+
+
+def passage_sentences(passages: list[Passage]) -> list[Sentence]:
+    out = []
+    for p in passages:
+        for start, end in p.sentences or [(0, len(p.text))]:
+            out.append(Sentence(p, start, end, p.text[start:end]))
+    return out
+
+
+class ExtractiveAnswerer:
+    def __init__(self, encoder: LexicalEncoder, settings: AnswerSettings) -> None:
+        self.scorer = SentenceScorer(encoder)
+        self.settings = settings
+
+    def select(self, question: str, passages: list[Passage]) -> Selection:
+        sentences = [s for s in passage_sentences(passages) if len(s.text.split()) >= 3]
+        if not sentences:
+            return Selection([], 0.0)
+        self.scorer.score(question, sentences)
+        # Retrieval rank breaks ties between equally covering sentences.
+        rank = {p.chunk_id: i for i, p in enumerate(passages)}
+        titles = {fold(p.title) for p in passages}
+        for s in sentences:
+            s.score *= 1.0 - 0.03 * rank[s.passage.chunk_id]
+            if fold(s.text) in titles:  # a headline repeated in the body says little
+                s.score *= 0.8
+        ranked = sorted(sentences, key=lambda s: -s.score)
+        best = ranked[0].score
+        chosen: list[Sentence] = []
+        seen: set[str] = set()
+        for s in ranked:
+            key = fold(s.text)
+            if key in seen or s.score < 0.6 * best or s.score <= 0:
+                continue
+            seen.add(key)
+            chosen.append(s)
+            if len(chosen) == self.settings.max_sentences:
+                break
+        return Selection(chosen, best)
+
+    def answerable(self, selection: Selection) -> bool:
+        return bool(selection.sentences) and selection.support >= self.settings.min_support

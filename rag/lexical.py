@@ -1,0 +1,71 @@
+"""Lexical sparse vectors: word stems plus character n-grams, BM25-weighted.
+
+Qdrant applies IDF itself (``Modifier.IDF`` on the sparse vector); this side
+supplies the BM25 term-frequency part. Stems match inflected forms; character
+n-grams of the folded surface words catch what the stemmer misses (broken
+plurals, transliterated names, spelling variants). Measured on XQuAD Arabic
+(paragraph retrieval), stems alone: R@1 .893; stems + 2-4-grams at weight 0.2
+in one vector: R@1 .918 (see README, Evaluation).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import Counter
+
+from qdrant_client import models
+
+from rag.text import Analyzer, fold
+
+#: Bump when analysis changes: a collection built by another version is refused.
+LEXICAL_VERSION = "stems+grams2-4.v1"
+
+_K1 = 1.2
+_B = 0.75
+_AVG_TERMS = 60.0  # a chunk of 160 o200k tokens keeps about 60 content words
+_GRAMS_PER_TERM = 15.0
+
+
+def _hash(feature: str) -> int:
+    return int.from_bytes(hashlib.blake2b(feature.encode(), digest_size=4).digest(), "little") & 0x7FFFFFFF
+
+
+def char_grams(word: str, sizes: tuple[int, ...] = (2, 3, 4)) -> list[str]:
+    padded = f" {word} "
+    return [padded[i : i + n] for n in sizes for i in range(max(1, len(padded) - n + 1))]
+
+
+class LexicalEncoder:
+    def __init__(self, analyzer: Analyzer | None = None, gram_weight: float = 0.2) -> None:
+        self.analyzer = analyzer or Analyzer()
+        self.gram_weight = gram_weight
+
+    def features(self, text: str) -> tuple[list[str], list[str]]:
+        """Stem terms and character n-grams of ``text`` (with repeats)."""
+        tokens = self.analyzer.tokens(text)
+        terms = [self.analyzer.stem(t) for t in tokens]
+        grams = [g for t in tokens for g in char_grams(fold(t))]
+        return terms, grams
+
+    @staticmethod
+    def _bm25(counts: Counter[str], length: float, avg: float, prefix: str, weight: float) -> dict[int, float]:
+        norm = _K1 * (1 - _B + _B * length / avg)
+        return {_hash(prefix + f): weight * c * (_K1 + 1) / (c + norm) for f, c in counts.items()}
+
+    def document(self, text: str) -> models.SparseVector:
+        terms, grams = self.features(text)
+        weights = self._bm25(Counter(terms), len(terms), _AVG_TERMS, "t:", 1.0)
+        if self.gram_weight:
+            g = self._bm25(Counter(grams), len(grams), _AVG_TERMS * _GRAMS_PER_TERM, "g:", self.gram_weight)
+            weights.update(g)
+        return models.SparseVector(indices=list(weights), values=list(weights.values()))
+
+    def query(self, text: str, extra_words: list[str] | None = None) -> models.SparseVector:
+        """Query vector: each distinct feature once; ``extra_words`` add n-grams only (fuzzy match)."""
+        terms, grams = self.features(text)
+        weights = {_hash("t:" + t): 1.0 for t in terms}
+        if self.gram_weight:
+            for word in extra_words or []:
+                grams.extend(char_grams(fold(word)))
+            weights.update({_hash("g:" + g): self.gram_weight for g in set(grams)})
+        return models.SparseVector(indices=list(weights), values=list(weights.values()))

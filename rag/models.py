@@ -1,0 +1,73 @@
+"""The domain objects: articles in, passages retrieved, answers with citations out."""
+
+from __future__ import annotations
+
+from datetime import date as Date
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+Language = Literal["ar", "en"]
+
+
+class Article(BaseModel):
+    """One source document as read from a file, a JSONL line or the API."""
+
+    id: str = Field(min_length=1, max_length=200, pattern=r"^[^\s/\\]+$")
+    title: str = ""
+    text: str = Field(min_length=1)
+    date: Date | None = None
+    source: str | None = None
+    url: str | None = None
+
+
+class Passage(BaseModel):
+    """A retrieved chunk of an article, with where it sits in the original text."""
+
+    chunk_id: str
+    doc_id: str
+    title: str = ""
+    text: str
+    start: int
+    end: int
+    # Sentence spans relative to ``text``; quotes are cut on these.
+    sentences: list[tuple[int, int]] = Field(default_factory=list)
+    date: str | None = None
+    source: str | None = None
+    url: str | None = None
+    score: float = 0.0
+
+
+class Citation(BaseModel):
+    """What an ``[n]`` marker in an answer points at: an exact quote and its offsets."""
+
+    n: int
+    doc_id: str
+    title: str
+    chunk_id: str
+    text: str = Field(description="The whole retrieved passage.")
+    quote: str = Field(description="The exact supporting sentence(s) from the article.")
+    start: int = Field(description="Offset of the quote in the original article text.")
+    end: int
+
+
+class Turn(BaseModel):
+    role: Literal["user", "assistant"]
+    content: str
+
+
+class Answer(BaseModel):
+    answer: str
+    language: Language
+    answerable: bool
+    citations: list[Citation] = Field(default_factory=list)
+    session_id: str | None = None
+    rewritten_question: str | None = None
+    degraded: bool = False
+    answerer: Literal["extractive", "llm"] = "extractive"
+
+
+class SearchFilters(BaseModel):
+    doc_ids: list[str] | None = None
+    date_from: Date | None = None
+    date_to: Date | None = None

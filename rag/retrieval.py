@@ -1,0 +1,78 @@
+"""Hybrid retrieval: lexical sparse (+ dense when configured) through Qdrant's Query API."""
+
+from __future__ import annotations
+
+from qdrant_client import models
+
+from rag.embedding import Embedder
+from rag.lexical import LexicalEncoder
+from rag.models import Passage, SearchFilters
+from rag.settings import RetrievalSettings
+from rag.store import PassageStore
+from rag.text import fold
+from rag.translit import latin_to_arabic_candidates
+
+
+def date_number(value: object) -> int:
+    """``2025-11-25`` -> ``20251125``: a number, so local mode can range-filter it."""
+    return int(str(value).replace("-", ""))
+
+
+def build_filter(filters: SearchFilters | None) -> models.Filter | None:
+    if filters is None:
+        return None
+    must: list[models.Condition] = []
+    if filters.doc_ids:
+        must.append(models.FieldCondition(key="doc_id", match=models.MatchAny(any=filters.doc_ids)))
+    if filters.date_from or filters.date_to:
+        must.append(
+            models.FieldCondition(
+                key="date_num",
+                range=models.Range(
+                    gte=date_number(filters.date_from) if filters.date_from else None,
+                    lte=date_number(filters.date_to) if filters.date_to else None,
+                ),
+            )
+        )
+    return models.Filter(must=must) if must else None
+
+
+class Retriever:
+    def __init__(self, store: PassageStore, encoder: LexicalEncoder, embedder: Embedder | None,
+                 settings: RetrievalSettings) -> None:
+        self.store = store
+        self.encoder = encoder
+        self.embedder = embedder
+        self.settings = settings
+
+    def search(self, query: str, top_k: int | None = None, filters: SearchFilters | None = None) -> list[Passage]:
+        k = top_k or self.settings.top_k
+        # Latin-script words (names in an English question) also query as Arabic-script
+        # spellings, matched fuzzily through character n-grams.
+        extra = [c for w in query.split() for c in latin_to_arabic_candidates(w)]
+        sparse = self.encoder.query(query, extra_words=extra)
+        dense = self.embedder.embed_query(query) if self.embedder else None
+        if not sparse.indices and dense is None:
+            return []
+        points = self.store.search(
+            sparse, dense, limit=k * 2, candidates=max(self.settings.candidates, k * 2),
+            query_filter=build_filter(filters), fusion=self.settings.fusion,
+        )
+        passages: list[Passage] = []
+        seen: set[str] = set()
+        for p in points:
+            pl = p.payload or {}
+            key = fold(pl.get("text", ""))
+            if key in seen:  # the same paragraph republished in several articles
+                continue
+            seen.add(key)
+            passages.append(
+                Passage(
+                    chunk_id=str(p.id), doc_id=pl["doc_id"], title=pl.get("title", ""), text=pl["text"],
+                    start=pl["start"], end=pl["end"], sentences=[tuple(s) for s in pl.get("sentences", [])],
+                    date=pl.get("date"), source=pl.get("source"), url=pl.get("url"), score=float(p.score),
+                )
+            )
+            if len(passages) == k:
+                break
+        return passages

@@ -1,0 +1,115 @@
+"""One settings object for the whole system, read from ``SANAD_*`` and ``.env``.
+
+Nothing reads settings at import time: components take a :class:`Settings`
+instance, so a test builds the system on a fresh folder or ``:memory:``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class EmbedSettings(BaseModel):
+    """Dense embedder. ``none`` (default): lexical retrieval only, measured best offline."""
+
+    backend: Literal["none", "openai"] = "none"
+    base_url: str | None = None
+    model: str = "text-embedding-3-small"
+    api_key: SecretStr = SecretStr("sk-none")
+    dimension: int | None = Field(default=None, ge=1)
+    timeout: float = Field(default=30.0, gt=0)
+    batch_size: int = Field(default=64, ge=1)
+
+    @model_validator(mode="after")
+    def _openai_needs_dimension(self) -> EmbedSettings:
+        if self.backend == "openai" and self.dimension is None:
+            raise ValueError("SANAD_EMBED__DIMENSION is required with SANAD_EMBED__BACKEND=openai")
+        return self
+
+    @property
+    def signature(self) -> str:
+        """What made the dense vectors; a collection built by another embedder is refused."""
+        if self.backend == "none":
+            return "none"
+        return f"openai:{self.model}:{self.dimension}"
+
+
+class LLMSettings(BaseModel):
+    """Any OpenAI-compatible chat endpoint; unset means the offline extractive answerer."""
+
+    base_url: str | None = None
+    model: str = "gpt-4o-mini"
+    api_key: SecretStr | None = None
+    timeout: float = Field(default=20.0, gt=0)
+    temperature: float = Field(default=0.0, ge=0, le=2)
+    max_tokens: int = Field(default=600, ge=16)
+    context_window: int = Field(default=16000, ge=1024)
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.base_url or self.api_key)
+
+
+class QdrantSettings(BaseModel):
+    """Embedded (``path``, default ``<data_dir>/qdrant``, or ``:memory:``) or a server by ``url``."""
+
+    url: str | None = None
+    api_key: SecretStr | None = None
+    path: str | None = None
+    collection: str = "sanad"
+    timeout: float = Field(default=10.0, gt=0)
+
+
+class IndexSettings(BaseModel):
+    # o200k tokens: about one per Arabic word (cl100k spends three).
+    chunk_tokens: int = Field(default=160, ge=16)
+    chunk_overlap: int = Field(default=0, ge=0)
+    max_file_bytes: int = Field(default=5_000_000, ge=1)
+    max_document_chars: int = Field(default=2_000_000, ge=1)
+
+
+class RetrievalSettings(BaseModel):
+    top_k: int = Field(default=5, ge=1, le=100)
+    candidates: int = Field(default=40, ge=1, le=1000)
+    # Weight of character n-gram features beside word stems in the lexical vector.
+    gram_weight: float = Field(default=0.2, ge=0)
+    fusion: Literal["rrf", "dbsf"] = "rrf"
+
+
+class AnswerSettings(BaseModel):
+    max_sentences: int = Field(default=3, ge=1, le=10)
+    # Share of the question's weighted terms the best sentence must cover; calibrated on the gold set.
+    min_support: float = Field(default=0.3, ge=0, le=1)
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="SANAD_", env_nested_delimiter="__", env_file=".env", extra="ignore"
+    )
+
+    data_dir: Path = Path("data")
+    embed: EmbedSettings = EmbedSettings()
+    llm: LLMSettings = LLMSettings()
+    qdrant: QdrantSettings = QdrantSettings()
+    index: IndexSettings = IndexSettings()
+    retrieval: RetrievalSettings = RetrievalSettings()
+    answer: AnswerSettings = AnswerSettings()
+
+    @field_validator("data_dir")
+    @classmethod
+    def _expand(cls, v: Path) -> Path:
+        return v.expanduser()
+
+    @property
+    def qdrant_path(self) -> str:
+        """Where the embedded store lives (ignored when a URL is set)."""
+        return self.qdrant.path or str(self.data_dir / "qdrant")
+
+    @classmethod
+    def in_memory(cls, data_dir: Path | str, **overrides: object) -> Settings:
+        """Settings for tests: embedded store in memory, state under ``data_dir``."""
+        return cls(data_dir=Path(data_dir), qdrant=QdrantSettings(path=":memory:"), **overrides)  # type: ignore[arg-type]

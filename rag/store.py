@@ -1,0 +1,194 @@
+"""The passage store on Qdrant: embedded (local mode) or a server, one code path.
+
+Two collections: ``<name>`` holds chunks (sparse ``lexical`` vector with
+Qdrant's IDF modifier, plus a ``dense`` vector when an embedder is configured);
+``<name>_documents`` holds one payload-only record per article (content hash,
+chunk count) and a manifest saying which embedder and analyzer built the store.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from pathlib import Path
+from typing import Any
+
+from qdrant_client import QdrantClient, models
+
+from rag.settings import Settings
+
+_NS = uuid.UUID("5a3ad000-0000-4000-8000-000000000000")
+_MANIFEST_ID = str(uuid.uuid5(_NS, "manifest"))
+LEXICAL = "lexical"
+DENSE = "dense"
+OWNER_FILE = "sanad-server.json"
+
+
+class StoreError(RuntimeError):
+    """The store cannot be used as configured; the message says what to do."""
+
+
+class StoreBusy(StoreError):
+    pass
+
+
+class StoreMismatch(StoreError):
+    pass
+
+
+class StoreUnavailable(StoreError):
+    pass
+
+
+def chunk_point_id(doc_id: str, index: int, text: str) -> str:
+    """Stable id from the document and the chunk's content: unchanged chunks keep their id."""
+    return str(uuid.uuid5(_NS, f"{doc_id}\x00{index}\x00{text}"))
+
+
+def document_point_id(doc_id: str) -> str:
+    return str(uuid.uuid5(_NS, f"doc\x00{doc_id}"))
+
+
+def _owner_hint(data_dir: Path) -> str:
+    owner = data_dir / OWNER_FILE
+    try:
+        info = json.loads(owner.read_text())
+        return f" It is held by a Sanad server (pid {info.get('pid')}) at {info.get('url')}."
+    except (OSError, ValueError):
+        return ""
+
+
+def open_client(settings: Settings) -> QdrantClient:
+    q = settings.qdrant
+    if q.url:
+        return QdrantClient(
+            url=q.url, api_key=q.api_key.get_secret_value() if q.api_key else None, timeout=int(q.timeout)
+        )
+    if settings.qdrant_path == ":memory:":
+        return QdrantClient(location=":memory:")
+    path = Path(settings.qdrant_path)
+    path.mkdir(parents=True, exist_ok=True)
+    try:
+        return QdrantClient(path=str(path))
+    except RuntimeError as exc:
+        if "already accessed" not in str(exc):
+            raise
+        raise StoreBusy(
+            f"The store at {path} is in use by another Sanad process.{_owner_hint(settings.data_dir)} "
+            "Stop that process, send documents through its API (POST /v1/documents), "
+            "or point SANAD_DATA_DIR at another folder."
+        ) from None
+
+
+class PassageStore:
+    def __init__(self, client: QdrantClient, collection: str, embedder_signature: str, dense_dim: int | None,
+                 lexical_version: str) -> None:
+        self.client = client
+        self.chunks = collection
+        self.documents = f"{collection}_documents"
+        self.manifest = {"embedder": embedder_signature, "lexical": lexical_version}
+        self.dense_dim = dense_dim
+
+    # -- lifecycle -------------------------------------------------------
+    def ensure(self) -> None:
+        """Create the collections if missing; refuse a store built by another embedder or analyzer."""
+        try:
+            exists = self.client.collection_exists(self.chunks)
+        except Exception as exc:
+            raise StoreUnavailable(f"Qdrant is not reachable: {exc}") from exc
+        if not exists:
+            dense = {DENSE: models.VectorParams(size=self.dense_dim, distance=models.Distance.COSINE)} if self.dense_dim else {}
+            self.client.create_collection(
+                self.chunks,
+                vectors_config=dense,
+                sparse_vectors_config={LEXICAL: models.SparseVectorParams(modifier=models.Modifier.IDF)},
+            )
+        if not self.client.collection_exists(self.documents):
+            self.client.create_collection(self.documents, vectors_config={})
+        found = self.client.retrieve(self.documents, [_MANIFEST_ID])
+        if not found:
+            self.client.upsert(self.documents, [models.PointStruct(id=_MANIFEST_ID, vector={}, payload={"kind": "manifest", **self.manifest})])
+            return
+        stored = found[0].payload or {}
+        for key, want in self.manifest.items():
+            if stored.get(key) != want:
+                raise StoreMismatch(
+                    f"The collection '{self.chunks}' was built with {key} '{stored.get(key)}', "
+                    f"but Sanad is configured for '{want}'. Vectors are never mixed: "
+                    f"re-index into a fresh SANAD_DATA_DIR or another SANAD_QDRANT__COLLECTION, "
+                    f"or restore the settings that built it."
+                )
+
+    def ping(self) -> None:
+        try:
+            self.client.collection_exists(self.chunks)
+        except Exception as exc:
+            raise StoreUnavailable(f"Qdrant is not reachable: {exc}") from exc
+
+    def close(self) -> None:
+        self.client.close()
+
+    # -- documents -------------------------------------------------------
+    def get_document(self, doc_id: str) -> dict[str, Any] | None:
+        found = self.client.retrieve(self.documents, [document_point_id(doc_id)])
+        return dict(found[0].payload or {}) if found else None
+
+    def put_document(self, record: dict[str, Any]) -> None:
+        self.client.upsert(
+            self.documents,
+            [models.PointStruct(id=document_point_id(record["doc_id"]), vector={}, payload={"kind": "document", **record})],
+        )
+
+    def list_documents(self) -> list[dict[str, Any]]:
+        out: list[dict[str, Any]] = []
+        offset = None
+        flt = models.Filter(must=[models.FieldCondition(key="kind", match=models.MatchValue(value="document"))])
+        while True:
+            points, offset = self.client.scroll(self.documents, scroll_filter=flt, limit=256, offset=offset)
+            out.extend(dict(p.payload or {}) for p in points)
+            if offset is None:
+                return sorted(out, key=lambda r: r["doc_id"])
+
+    def upsert_chunks(self, points: list[models.PointStruct]) -> None:
+        if points:
+            self.client.upsert(self.chunks, points, wait=True)
+
+    def delete_chunks(self, doc_id: str, keep: list[str] | None = None) -> None:
+        """Remove a document's chunks, except ids in ``keep`` (its current ones)."""
+        must_not: list[models.Condition] = [models.HasIdCondition(has_id=list(keep))] if keep else []
+        flt = models.Filter(
+            must=[models.FieldCondition(key="doc_id", match=models.MatchValue(value=doc_id))], must_not=must_not
+        )
+        self.client.delete(self.chunks, points_selector=models.FilterSelector(filter=flt), wait=True)
+
+    def delete_document(self, doc_id: str) -> bool:
+        existed = self.get_document(doc_id) is not None
+        self.delete_chunks(doc_id)
+        self.client.delete(self.documents, points_selector=models.PointIdsList(points=[document_point_id(doc_id)]), wait=True)
+        return existed
+
+    def count_chunks(self, doc_id: str | None = None) -> int:
+        flt = None
+        if doc_id is not None:
+            flt = models.Filter(must=[models.FieldCondition(key="doc_id", match=models.MatchValue(value=doc_id))])
+        return self.client.count(self.chunks, count_filter=flt, exact=True).count
+
+    # -- search ----------------------------------------------------------
+    def search(self, sparse: models.SparseVector, dense: list[float] | None, limit: int, candidates: int,
+               query_filter: models.Filter | None, fusion: str = "rrf") -> list[models.ScoredPoint]:
+        if dense is None:
+            res = self.client.query_points(
+                self.chunks, query=sparse, using=LEXICAL, limit=limit, query_filter=query_filter, with_payload=True
+            )
+        else:
+            res = self.client.query_points(
+                self.chunks,
+                prefetch=[
+                    models.Prefetch(query=sparse, using=LEXICAL, limit=candidates, filter=query_filter),
+                    models.Prefetch(query=dense, using=DENSE, limit=candidates, filter=query_filter),
+                ],
+                query=models.FusionQuery(fusion=models.Fusion.DBSF if fusion == "dbsf" else models.Fusion.RRF),
+                limit=limit,
+                with_payload=True,
+            )
+        return res.points

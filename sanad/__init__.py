@@ -1,0 +1,1 @@
+"""The ``sanad`` command: the composition root above ``rag``, ``index``, ``evals`` and ``service``."""

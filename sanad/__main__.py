@@ -1,0 +1,3 @@
+from sanad.cli import app
+
+app()

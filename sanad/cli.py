@@ -1,0 +1,119 @@
+"""``sanad index``, ``sanad ask`` and friends."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.panel import Panel
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from rag.engine import Sanad
+from rag.models import Answer, SearchFilters
+from rag.settings import Settings
+from rag.store import StoreError
+
+app = typer.Typer(help="Sanad (سند): cited answers over Arabic news articles.", no_args_is_help=True,
+                  pretty_exceptions_enable=False)
+console = Console()
+err = Console(stderr=True)
+
+DataDir = Annotated[Path | None, typer.Option("--data-dir", help="State folder (default: SANAD_DATA_DIR or ./data).")]
+
+
+def load_settings(data_dir: Path | None) -> Settings:
+    return Settings(data_dir=data_dir) if data_dir else Settings()
+
+
+def open_engine(settings: Settings) -> Sanad:
+    try:
+        return Sanad.open(settings)
+    except StoreError as exc:
+        err.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from None
+
+
+@app.command()
+def index(paths: Annotated[list[Path], typer.Argument(help="Files or folders: .txt .md .html .jsonl")],
+          data_dir: DataDir = None) -> None:
+    """Index articles (idempotent: unchanged ones are skipped, changed ones replaced)."""
+    from index.ingest import Indexer
+    from index.readers import iter_files
+
+    settings = load_settings(data_dir)
+    engine = open_engine(settings)
+    try:
+        indexer = Indexer(engine.store, engine.encoder, engine.embedder, settings.index)
+        files = list(iter_files(paths))
+        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                      console=err, transient=True, disable=len(files) < 2) as progress:
+            task = progress.add_task("indexing", total=len(files))
+            summary = indexer.index_paths(paths, files=files, on_file=lambda f: progress.advance(task))
+    finally:
+        engine.close()
+    for s in summary.skipped:
+        err.print(f"[yellow]skipped[/yellow] {s.path}: {s.reason}")
+    console.print(
+        f"{summary.documents} documents ({summary.added} added, {summary.updated} updated, "
+        f"{summary.unchanged} unchanged), {summary.chunks} chunks, {len(summary.skipped)} skipped, "
+        f"{summary.seconds:.2f} s"
+    )
+    if summary.skipped and not summary.documents:
+        raise typer.Exit(1)
+
+
+def print_answer(answer: Answer) -> None:
+    style = "green" if answer.answerable else "yellow"
+    title = "answer" + (" (degraded: LLM unavailable)" if answer.degraded else "")
+    console.print(Panel(answer.answer, title=title, border_style=style))
+    if answer.rewritten_question:
+        console.print(f"[dim]searched as: {answer.rewritten_question}[/dim]")
+    for c in answer.citations:
+        console.print(f"[bold][{c.n}][/bold] {c.title} [dim]({c.doc_id}, {c.start}-{c.end})[/dim]")
+        console.print(f"    {c.quote}")
+
+
+@app.command()
+def ask(question: Annotated[str, typer.Argument(help="An Arabic or English question.")],
+        as_json: Annotated[bool, typer.Option("--json", help="Print the answer object as JSON.")] = False,
+        top_k: Annotated[int | None, typer.Option(min=1, max=100)] = None,
+        doc: Annotated[list[str] | None, typer.Option("--doc", help="Only search these document ids.")] = None,
+        data_dir: DataDir = None) -> None:
+    """Answer a question from the indexed articles, with cited passages."""
+    if not question.strip():
+        err.print("[red]error:[/red] the question is empty")
+        raise typer.Exit(2)
+    engine = open_engine(load_settings(data_dir))
+    try:
+        if engine.store.count_chunks() == 0:
+            err.print("[yellow]The index is empty: run `sanad index seeds` first.[/yellow]")
+        answer = engine.ask(question, top_k=top_k, filters=SearchFilters(doc_ids=doc) if doc else None)
+    finally:
+        engine.close()
+    if as_json:
+        sys.stdout.write(json.dumps(answer.model_dump(mode="json"), ensure_ascii=False, indent=2) + "\n")
+    else:
+        print_answer(answer)
+
+
+@app.command()
+def documents(data_dir: DataDir = None) -> None:
+    """List indexed documents with their chunk counts."""
+    engine = open_engine(load_settings(data_dir))
+    try:
+        docs = engine.store.list_documents()
+    finally:
+        engine.close()
+    table = Table("id", "title", "date", "chunks")
+    for d in docs:
+        table.add_row(d["doc_id"], d.get("title", "")[:60], d.get("date") or "", str(d.get("chunks", 0)))
+    console.print(table)
+
+
+if __name__ == "__main__":
+    app()
