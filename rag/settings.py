@@ -86,6 +86,32 @@ class AnswerSettings(BaseModel):
     min_support: float = Field(default=0.3, ge=0, le=1)
 
 
+class ServiceSettings(BaseModel):
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=0, le=65535)
+    max_question_chars: int = Field(default=2000, ge=1)
+    max_body_bytes: int = Field(default=6_000_000, ge=1024)
+    max_turns: int = Field(default=200, ge=2, description="Turns kept per conversation; older ones are dropped.")
+    history_turns: int = Field(default=6, ge=0, description="Recent turns used to understand a follow-up.")
+    rate_limit_per_minute: int = Field(default=120, ge=0, description="Per client; 0 disables the limit.")
+
+
+class SlackSettings(BaseModel):
+    bot_token: SecretStr | None = None
+    signing_secret: SecretStr | None = None
+    app_token: SecretStr | None = None
+    slash_in_channel: bool = False
+    api_base_url: str | None = None  # tests point the bot at a fake Slack Web API
+
+    @property
+    def http_enabled(self) -> bool:
+        return bool(self.bot_token and self.signing_secret and not self.app_token)
+
+    @property
+    def socket_mode(self) -> bool:
+        return bool(self.bot_token and self.app_token)
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="SANAD_", env_nested_delimiter="__", env_file=".env", extra="ignore"
@@ -98,6 +124,14 @@ class Settings(BaseSettings):
     index: IndexSettings = IndexSettings()
     retrieval: RetrievalSettings = RetrievalSettings()
     answer: AnswerSettings = AnswerSettings()
+    service: ServiceSettings = ServiceSettings()
+    slack: SlackSettings = SlackSettings()
+    # SANAD_API_KEYS: comma-separated bearer keys; empty means the API is open.
+    api_keys: str = ""
+
+    @property
+    def api_key_set(self) -> frozenset[str]:
+        return frozenset(k.strip() for k in self.api_keys.split(",") if k.strip())
 
     @field_validator("data_dir")
     @classmethod
