@@ -131,7 +131,7 @@ class Sanad:
         yield Event("answer", Answer(answer=text, answerable=False, **base, **extra))
 
     def _offline(self, selection: Selection, base: dict[str, Any], degraded: bool) -> Iterator[Event]:
-        if not self.extractive.answerable(selection):
+        if not self.extractive.answerable(selection, base["language"]):
             yield from self._refusal(base, degraded=degraded)
             return
         lang = base["language"]

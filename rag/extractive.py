@@ -11,6 +11,7 @@ refusal.
 from __future__ import annotations
 
 import math
+import re
 from collections import Counter
 from dataclasses import dataclass
 
@@ -21,6 +22,27 @@ from rag.text import fold
 from rag.translit import latin_to_arabic_candidates
 
 _GRAM_SHARE = 0.35
+
+# Answer types a sentence can be checked for without a model: a "how many"
+# question needs a number, a "when" question a time expression.
+_ASKS_COUNT = re.compile(r"(^|\s)(كم|بكم)(\s|$)|\bhow (many|much)\b", re.IGNORECASE)
+_ASKS_TIME = re.compile(r"(^|\s)(متى|ومتى)(\s|$)|\bwhen\b|\bwhat (date|day|year|month)\b", re.IGNORECASE)
+_NUMBER = re.compile(
+    r"\d|(^|\s)[وب]?(ال)?(واحد|اثن|ثلاث|اربع|خمس|ست|سبع|ثمان|تسع|عشر|مئ|مائ|الف|الاف|مليون|ملايين|مليار|عشرات|مئات)",
+)
+_TIME = re.compile(
+    r"\d|يناير|فبراير|مارس|ابريل|مايو|يونيو|يوليو|اغسطس|سبتمبر|اكتوبر|نوفمبر|ديسمبر|كانون|شباط|اذار|نيسان|ايار|"
+    r"حزيران|تموز|اب|ايلول|تشرين|الاثنين|الثلاثاء|الاربعاء|الخميس|الجمعه|السبت|الاحد|امس|اليوم|غدا|الاسبوع|"
+    r"الشهر|العام|صباح|مساء|منتصف|نهايه|بدايه|مطلع|اواخر|اوائل"
+)
+
+
+def answer_type_ok(question: str, sentence: str) -> bool:
+    """Whether ``sentence`` holds the kind of thing ``question`` asks for (where checkable)."""
+    folded = fold(sentence)
+    if _ASKS_COUNT.search(question) and not _NUMBER.search(folded):
+        return False
+    return not (_ASKS_TIME.search(question) and not _TIME.search(folded))
 
 
 @dataclass
@@ -99,6 +121,8 @@ class ExtractiveAnswerer:
             s.score *= 1.0 - 0.03 * rank[s.passage.chunk_id]
             if fold(s.text) in titles:  # a headline repeated in the body says little
                 s.score *= 0.8
+            if not answer_type_ok(question, s.text):
+                s.score *= 0.5
         ranked = sorted(sentences, key=lambda s: -s.score)
         best = ranked[0].score
         chosen: list[Sentence] = []
@@ -113,5 +137,6 @@ class ExtractiveAnswerer:
                 break
         return Selection(chosen, best)
 
-    def answerable(self, selection: Selection) -> bool:
-        return bool(selection.sentences) and selection.support >= self.settings.min_support
+    def answerable(self, selection: Selection, language: str = "ar") -> bool:
+        floor = self.settings.min_support if language == "ar" else self.settings.min_support_en
+        return bool(selection.sentences) and selection.support >= floor

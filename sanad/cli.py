@@ -115,5 +115,88 @@ def documents(data_dir: DataDir = None) -> None:
     console.print(table)
 
 
+@app.command("eval")
+def eval_(gold: Annotated[Path | None, typer.Option(help="Gold JSONL (default: the project's seeds gold set).")] = None,
+          corpus: Annotated[list[Path] | None, typer.Option(help="Files or folders to index into a fresh store.")] = None,
+          url: Annotated[str | None, typer.Option(help="Evaluate a running Sanad service instead.")] = None,
+          api_key: Annotated[str | None, typer.Option(envvar="SANAD_EVAL_API_KEY", help="Bearer key for --url.")] = None,
+          report: Annotated[Path | None, typer.Option(help="Report folder (default: <data-dir>/evals/<time>).")] = None,
+          baseline: Annotated[Path | None, typer.Option(help="A previous report.json to compare with.")] = None,
+          thresholds: Annotated[Path | None, typer.Option(help="Thresholds TOML (default: evals/thresholds.toml "
+                                                          "for the seeds gold set, none otherwise).")] = None,
+          judge: Annotated[bool, typer.Option(help="Add a model-judged faithfulness score (needs an LLM).")] = False,
+          limit: Annotated[int | None, typer.Option(min=1, help="Only the first N items.")] = None,
+          data_dir: DataDir = None) -> None:
+    """Check answers against gold facts; exit non-zero when a threshold is missed."""
+    import json as _json
+    from contextlib import nullcontext
+    from datetime import datetime
+
+    from evals.gold import GoldError, load_gold
+    from evals.metrics import summarize_by_language
+    from evals.report import check_thresholds, compare, summary_table, write_report
+    from evals.runner import (DEFAULT_CORPUS, DEFAULT_GOLD, DEFAULT_THRESHOLDS, HttpTarget, InProcessTarget,
+                              corpus_engine, judge_faithfulness, run_items)
+
+    settings = load_settings(data_dir)
+    gold_path = gold or DEFAULT_GOLD
+    try:
+        items = load_gold(gold_path)
+    except GoldError as exc:
+        err.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from None
+    items = items[:limit] if limit else items
+    if thresholds is None and gold is None:
+        thresholds = DEFAULT_THRESHOLDS
+    base = None
+    if baseline is not None:
+        try:
+            base = _json.loads(baseline.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            err.print(f"[red]error:[/red] cannot read baseline {baseline}: {exc}")
+            raise typer.Exit(2) from None
+    ctx = nullcontext(None) if url else corpus_engine(corpus or [DEFAULT_CORPUS], settings)
+    with ctx as engine:
+        target = HttpTarget(url, api_key) if url else InProcessTarget(engine)
+        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                      console=err, transient=True) as progress:
+            task = progress.add_task("evaluating", total=len(items))
+            results = run_items(target, items, on_item=lambda r: progress.advance(task))
+    if judge:
+        if not settings.llm.enabled:
+            err.print("[yellow]--judge needs an LLM (SANAD_LLM__BASE_URL); skipped.[/yellow]")
+        else:
+            judge_faithfulness(settings, results)
+    summary = summarize_by_language(results)
+    missed = check_thresholds(summary, thresholds) if thresholds else []
+    comparison = compare(results, summary, base) if base is not None else None
+    folder = report or settings.data_dir / "evals" / datetime.now().strftime("%Y%m%d-%H%M%S")
+    meta = {"gold": str(gold_path), "target": url or "in-process", "when": datetime.now().isoformat(timespec="seconds"),
+            "answerer": "llm" if settings.llm.enabled else "extractive", "corpus": [str(c) for c in corpus or []]}
+    write_report(folder, summary, results, meta, missed, comparison)
+    console.print(summary_table(summary))
+    if comparison is not None:
+        console.print(f"against baseline: {len(comparison['better'])} items better, {len(comparison['worse'])} worse")
+        for c in comparison["worse"]:
+            console.print(f"  [red]worse[/red] {c['id']}: {', '.join(c['changes'])}")
+    console.print(f"report: {folder / 'report.md'}")
+    for m in missed:
+        err.print(f"[red]threshold missed:[/red] {m}")
+    if missed:
+        raise typer.Exit(1)
+
+
+@app.command("squad-convert")
+def squad_convert(squad: Annotated[Path, typer.Argument(help="A SQuAD-format JSON file (paragraphs, questions).")],
+                  out: Annotated[Path, typer.Option(help="Output folder for corpus.jsonl and gold.jsonl.")],
+                  questions: Annotated[Path | None, typer.Option(help="Parallel SQuAD file whose questions are "
+                                                                 "asked instead (e.g. English).")] = None) -> None:
+    """Turn SQuAD/XQuAD into a corpus (each paragraph a document) and a gold file."""
+    from evals.squad import convert
+
+    corpus_path, gold_path = convert(squad, out, questions)
+    console.print(f"corpus: {corpus_path}\ngold: {gold_path}\nrun: sanad eval --gold {gold_path} --corpus {corpus_path}")
+
+
 if __name__ == "__main__":
     app()
