@@ -62,14 +62,22 @@ def score_item(item: GoldItem, answer: Answer, retrieved: list[str], latency_ms:
     cites = answer.citations
     alts = [a for f in found for a in f]
     return ItemResult(
-        id=item.id, lang=item.lang, answerable=item.answerable, retrieved=retrieved, answer=answer.answer,
-        citations=[c.model_dump() for c in cites], facts_found=found, facts_missed=missed,
-        refused=not answer.answerable, latency_ms=latency_ms,
+        id=item.id,
+        lang=item.lang,
+        answerable=item.answerable,
+        retrieved=retrieved,
+        answer=answer.answer,
+        citations=[c.model_dump() for c in cites],
+        facts_found=found,
+        facts_missed=missed,
+        refused=not answer.answerable,
+        latency_ms=latency_ms,
         hit_rank=first_hit_rank(retrieved, item.sources) if item.answerable else None,
         cited_from_sources=sum(c.doc_id in item.sources for c in cites),
         cited_supporting=sum(any(fold(a) in fold(c.quote) for a in alts) for c in cites),
         language_ok=answer_language(answer.answer) == item.lang,
-        degraded=answer.degraded, rewritten_question=answer.rewritten_question,
+        degraded=answer.degraded,
+        rewritten_question=answer.rewritten_question,
     )
 
 

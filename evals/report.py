@@ -13,9 +13,22 @@ from evals.metrics import ItemResult
 from evals.runner import result_dict
 
 # Shown in this order; lower is better for the ones in LOWER_IS_BETTER.
-METRICS = ["hit@1", "hit@5", "hit@10", "mrr@10", "fact_recall", "all_facts", "citation_precision",
-           "citation_support", "refusal_rate", "false_refusal_rate", "language_match", "latency_p50_ms",
-           "latency_p95_ms", "faithfulness_model_judged"]
+METRICS = [
+    "hit@1",
+    "hit@5",
+    "hit@10",
+    "mrr@10",
+    "fact_recall",
+    "all_facts",
+    "citation_precision",
+    "citation_support",
+    "refusal_rate",
+    "false_refusal_rate",
+    "language_match",
+    "latency_p50_ms",
+    "latency_p95_ms",
+    "faithfulness_model_judged",
+]
 LOWER_IS_BETTER = {"false_refusal_rate", "latency_p50_ms", "latency_p95_ms"}
 
 
@@ -61,7 +74,8 @@ def compare(results: list[ItemResult], summary: dict[str, Any], baseline: dict[s
         b = before.get(r.id)
         if b is None:
             continue
-        notes_b, notes_w = [], []
+        notes_b: list[str] = []
+        notes_w: list[str] = []
         nf, bf = len(r.facts_found), len(b.get("facts_found", []))
         if nf != bf:
             (notes_b if nf > bf else notes_w).append(f"facts {bf}->{nf}")
@@ -84,18 +98,31 @@ def compare(results: list[ItemResult], summary: dict[str, Any], baseline: dict[s
     return {"better": better, "worse": worse, "metric_changes": deltas}
 
 
-def write_report(folder: Path, summary: dict[str, Any], results: list[ItemResult], meta: dict[str, Any],
-                 missed: list[str], comparison: dict[str, Any] | None) -> None:
+def write_report(
+    folder: Path,
+    summary: dict[str, Any],
+    results: list[ItemResult],
+    meta: dict[str, Any],
+    missed: list[str],
+    comparison: dict[str, Any] | None,
+) -> None:
     folder.mkdir(parents=True, exist_ok=True)
-    report = {"meta": meta, "summary": summary, "thresholds_missed": missed,
-              "items": [result_dict(r) for r in results]}
+    report = {"meta": meta, "summary": summary, "thresholds_missed": missed, "items": [result_dict(r) for r in results]}
     if comparison is not None:
         report["comparison"] = comparison
     (folder / "report.json").write_text(json.dumps(report, ensure_ascii=False, indent=2), encoding="utf-8")
     groups = list(summary)
-    lines = ["# Sanad eval report", "", f"- gold: `{meta.get('gold')}`", f"- target: {meta.get('target')}",
-             f"- answerer: {meta.get('answerer')}", f"- when: {meta.get('when')}", "",
-             "| metric | " + " | ".join(groups) + " |", "|---|" + "---|" * len(groups)]
+    lines = [
+        "# Sanad eval report",
+        "",
+        f"- gold: `{meta.get('gold')}`",
+        f"- target: {meta.get('target')}",
+        f"- answerer: {meta.get('answerer')}",
+        f"- when: {meta.get('when')}",
+        "",
+        "| metric | " + " | ".join(groups) + " |",
+        "|---|" + "---|" * len(groups),
+    ]
     for m in METRICS:
         if any(m in summary[g] for g in groups):
             lines.append(f"| {m} | " + " | ".join(_fmt(summary[g].get(m)) for g in groups) + " |")
@@ -108,8 +135,14 @@ def write_report(folder: Path, summary: dict[str, Any], results: list[ItemResult
     if failing:
         lines += ["", "## Items with a miss", ""]
         for r in failing:
-            why = "wrongly refused" if r.refused and r.answerable else (
-                "answered an unanswerable question" if not r.refused and not r.answerable else
-                "missed: " + "; ".join(" / ".join(f) for f in r.facts_missed))
+            why = (
+                "wrongly refused"
+                if r.refused and r.answerable
+                else (
+                    "answered an unanswerable question"
+                    if not r.refused and not r.answerable
+                    else "missed: " + "; ".join(" / ".join(f) for f in r.facts_missed)
+                )
+            )
             lines.append(f"- `{r.id}` ({r.lang}): {why}")
     (folder / "report.md").write_text("\n".join(lines) + "\n", encoding="utf-8")

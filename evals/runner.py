@@ -83,8 +83,9 @@ def corpus_engine(corpus: list[Path], base: Settings | None = None) -> Iterator[
             engine.close()
 
 
-def run_items(target: Target, items: list[GoldItem],
-              on_item: Callable[[ItemResult], None] | None = None) -> list[ItemResult]:
+def run_items(
+    target: Target, items: list[GoldItem], on_item: Callable[[ItemResult], None] | None = None
+) -> list[ItemResult]:
     results = []
     for item in items:
         answer, retrieved, latency = target.run(item)
@@ -106,8 +107,10 @@ def judge_faithfulness(settings: Settings, results: list[ItemResult]) -> None:
         if r.refused or not r.citations:
             continue
         quotes = "\n".join(f"[{c['n']}] {c['quote']}" for c in r.citations)
-        prompt = (f"Quotes:\n{quotes}\n\nAnswer:\n{r.answer}\n\nWhat fraction (0 to 1) of the answer's claims "
-                  "is supported by the quotes? Reply with the number only.")
+        prompt = (
+            f"Quotes:\n{quotes}\n\nAnswer:\n{r.answer}\n\nWhat fraction (0 to 1) of the answer's claims "
+            "is supported by the quotes? Reply with the number only."
+        )
         try:
             reply = client.chat([ChatMessage(role=MessageRole.USER, content=prompt)])
             r.faithfulness = max(0.0, min(1.0, float(reply.strip().split()[0])))

@@ -7,8 +7,9 @@ import json
 from pathlib import Path
 
 
-def convert(squad: Path, out: Path, questions: Path | None = None, lang: str | None = None,
-            question_lang: str | None = None) -> tuple[Path, Path]:
+def convert(
+    squad: Path, out: Path, questions: Path | None = None, lang: str | None = None, question_lang: str | None = None
+) -> tuple[Path, Path]:
     """Write ``corpus.jsonl`` and ``gold.jsonl`` under ``out``.
 
     ``questions``: a parallel SQuAD file (same question ids) whose questions are asked
@@ -28,11 +29,22 @@ def convert(squad: Path, out: Path, questions: Path | None = None, lang: str | N
         for art in data["data"]:
             for i, p in enumerate(art["paragraphs"]):
                 doc_id = f"{art['title']}_{i}".replace(" ", "_").replace("/", "_")
-                fc.write(json.dumps({"id": doc_id, "title": art["title"].replace("_", " "), "text": p["context"]},
-                                    ensure_ascii=False) + "\n")
+                fc.write(
+                    json.dumps(
+                        {"id": doc_id, "title": art["title"].replace("_", " "), "text": p["context"]},
+                        ensure_ascii=False,
+                    )
+                    + "\n"
+                )
                 for q in p["qas"]:
                     answers = list(dict.fromkeys(a["text"] for a in q["answers"]))
-                    item = {"id": q["id"], "lang": qlang, "question": asked.get(q["id"], q["question"]),
-                            "facts": [answers], "sources": [doc_id], "answerable": True}
+                    item = {
+                        "id": q["id"],
+                        "lang": qlang,
+                        "question": asked.get(q["id"], q["question"]),
+                        "facts": [answers],
+                        "sources": [doc_id],
+                        "answerable": True,
+                    }
                     fg.write(json.dumps(item, ensure_ascii=False) + "\n")
     return corpus, gold

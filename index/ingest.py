@@ -55,8 +55,9 @@ def content_hash(article: Article) -> str:
 
 
 class Indexer:
-    def __init__(self, store: PassageStore, encoder: LexicalEncoder, embedder: Embedder | None,
-                 settings: IndexSettings) -> None:
+    def __init__(
+        self, store: PassageStore, encoder: LexicalEncoder, embedder: Embedder | None, settings: IndexSettings
+    ) -> None:
         self.store = store
         self.encoder = encoder
         self.embedder = embedder
@@ -81,24 +82,44 @@ class Indexer:
             if dense is not None:
                 vector[DENSE] = dense[i]
             payload = {
-                "doc_id": article.id, "title": article.title, "chunk_index": c.index, "text": c.text,
-                "start": c.start, "end": c.end, "sentences": [list(s) for s in c.sentences],
+                "doc_id": article.id,
+                "title": article.title,
+                "chunk_index": c.index,
+                "text": c.text,
+                "start": c.start,
+                "end": c.end,
+                "sentences": [list(s) for s in c.sentences],
                 "date": article.date.isoformat() if article.date else None,
                 "date_num": date_number(article.date) if article.date else None,
-                "source": article.source, "url": article.url,
+                "source": article.source,
+                "url": article.url,
             }
-            points.append(models.PointStruct(id=chunk_point_id(article.id, c.index, c.text), vector=vector, payload=payload))
+            points.append(
+                models.PointStruct(id=chunk_point_id(article.id, c.index, c.text), vector=vector, payload=payload)
+            )
         self.store.upsert_chunks(points)
         self.store.delete_chunks(article.id, keep=[str(p.id) for p in points])
-        self.store.put_document({
-            "doc_id": article.id, "title": article.title, "content_hash": digest, "chunks": len(points),
-            "date": article.date.isoformat() if article.date else None, "source": article.source, "url": article.url,
-            "chars": len(article.text), "indexed_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        })
+        self.store.put_document(
+            {
+                "doc_id": article.id,
+                "title": article.title,
+                "content_hash": digest,
+                "chunks": len(points),
+                "date": article.date.isoformat() if article.date else None,
+                "source": article.source,
+                "url": article.url,
+                "chars": len(article.text),
+                "indexed_at": datetime.now(UTC).isoformat(timespec="seconds"),
+            }
+        )
         return ("updated" if record else "added"), len(points)
 
-    def index_articles(self, articles: Iterable[Article | Skipped], summary: IndexSummary | None = None,
-                       on_item: Callable[[str], None] | None = None) -> IndexSummary:
+    def index_articles(
+        self,
+        articles: Iterable[Article | Skipped],
+        summary: IndexSummary | None = None,
+        on_item: Callable[[str], None] | None = None,
+    ) -> IndexSummary:
         summary = summary or IndexSummary()
         t0 = time.perf_counter()
         for item in articles:
@@ -114,8 +135,9 @@ class Indexer:
         summary.seconds += time.perf_counter() - t0
         return summary
 
-    def index_paths(self, paths: list[Path], on_file: Callable[[Path], None] | None = None,
-                    files: list[Path] | None = None) -> IndexSummary:
+    def index_paths(
+        self, paths: list[Path], on_file: Callable[[Path], None] | None = None, files: list[Path] | None = None
+    ) -> IndexSummary:
         summary = IndexSummary()
         for f in files if files is not None else list(iter_files(paths)):
             self.index_articles(read_path(f, self.settings.max_file_bytes), summary)

@@ -43,13 +43,14 @@ def iter_files(paths: list[Path]) -> Iterator[Path]:
 
 
 def _decode(raw: bytes) -> str:
-    if b"\x00" in raw[:8192]:
+    utf16 = raw[:2] in (b"\xff\xfe", b"\xfe\xff")  # UTF-16 text has NUL bytes: check the BOM first
+    if b"\x00" in raw[:8192] and not utf16:
         raise ValueError("binary file")
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError:
         try:
-            text = raw.decode("utf-16") if raw[:2] in (b"\xff\xfe", b"\xfe\xff") else raw.decode("cp1256")
+            text = raw.decode("utf-16") if utf16 else raw.decode("cp1256")
         except UnicodeDecodeError:
             raise ValueError("not UTF-8 text (undecodable)") from None
     if not text.strip():
@@ -75,6 +76,7 @@ def article_from_text(doc_id: str, text: str, markdown: bool = False) -> Article
             if ":" in line:
                 k, v = line.split(":", 1)
                 meta[k.strip().lower()] = v.strip().strip("\"'")
+        body = text[m.end() :]  # the title is looked for after the front matter
     lines = body.splitlines()
     when = _parse_date(meta.get("date"))
     title = meta.get("title", "")
@@ -98,8 +100,14 @@ def article_from_html(doc_id: str, html: str) -> Article:
         raise ValueError("no article text found in the HTML")
     meta = trafilatura.extract_metadata(html)
     title = (meta.title if meta else None) or text.strip().splitlines()[0]
-    return Article(id=doc_id, title=title[:300], text=text, date=_parse_date(meta.date if meta else None),
-                   source=meta.sitename if meta else None, url=meta.url if meta else None)
+    return Article(
+        id=doc_id,
+        title=title[:300],
+        text=text,
+        date=_parse_date(meta.date if meta else None),
+        source=meta.sitename if meta else None,
+        url=meta.url if meta else None,
+    )
 
 
 def articles_from_jsonl(path: Path, text: str) -> Iterator[Article | Skipped]:
@@ -114,9 +122,13 @@ def articles_from_jsonl(path: Path, text: str) -> Iterator[Article | Skipped]:
             unknown = set(obj) - {"id", "title", "text", "date", "source", "url"}
             if unknown:
                 raise ValueError(f"unknown field(s) {sorted(unknown)}")
-            yield Article(**{k: obj.get(k) for k in ("id", "title", "text", "date", "source", "url") if obj.get(k) is not None})
+            yield Article.model_validate({k: v for k, v in obj.items() if v is not None})
         except (ValueError, ValidationError, TypeError) as exc:
-            msg = exc.errors()[0]["loc"][0].__str__() + ": " + exc.errors()[0]["msg"] if isinstance(exc, ValidationError) else str(exc)
+            msg = (
+                exc.errors()[0]["loc"][0].__str__() + ": " + exc.errors()[0]["msg"]
+                if isinstance(exc, ValidationError)
+                else str(exc)
+            )
             yield Skipped(where, msg)
 
 

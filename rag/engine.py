@@ -14,17 +14,17 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from rag.citations import MarkerChecker, tidy
+from rag.conversation import carry_context
 from rag.embedding import Embedder, build_embedder
 from rag.extractive import ExtractiveAnswerer, Selection, Sentence, SentenceScorer
 from rag.lexical import LEXICAL_VERSION, LexicalEncoder
 from rag.llm import NO_ANSWER, LLMClient, LLMError, answer_messages, rewrite_messages
 from rag.messages import QUOTE_INTRO, refusal
 from rag.models import Answer, Citation, Language, Passage, SearchFilters, Turn
-from rag.conversation import carry_context
+from rag.retrieval import Retriever
 from rag.sentences import sentence_spans
 from rag.settings import Settings
 from rag.store import PassageStore, open_client
-from rag.retrieval import Retriever
 from rag.text import detect_language
 
 log = logging.getLogger("sanad")
@@ -50,8 +50,14 @@ class Timings:
 
 
 class Sanad:
-    def __init__(self, settings: Settings, store: PassageStore, encoder: LexicalEncoder,
-                 embedder: Embedder | None, llm: LLMClient | None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        store: PassageStore,
+        encoder: LexicalEncoder,
+        embedder: Embedder | None,
+        llm: LLMClient | None,
+    ) -> None:
         self.settings = settings
         self.store = store
         self.encoder = encoder
@@ -66,8 +72,13 @@ class Sanad:
     def open(cls, settings: Settings) -> Sanad:
         """Open (or create) the store and the configured components."""
         embedder = build_embedder(settings.embed)
-        store = PassageStore(open_client(settings), settings.qdrant.collection, settings.embed.signature,
-                             embedder.dimension if embedder else None, LEXICAL_VERSION)
+        store = PassageStore(
+            open_client(settings),
+            settings.qdrant.collection,
+            settings.embed.signature,
+            embedder.dimension if embedder else None,
+            LEXICAL_VERSION,
+        )
         try:
             store.ensure()
         except Exception:
@@ -99,8 +110,13 @@ class Sanad:
         return carry_context(question, history, self.encoder.analyzer), False
 
     # -- answering -----------------------------------------------------------
-    def ask(self, question: str, history: list[Turn] | None = None, top_k: int | None = None,
-            filters: SearchFilters | None = None) -> Answer:
+    def ask(
+        self,
+        question: str,
+        history: list[Turn] | None = None,
+        top_k: int | None = None,
+        filters: SearchFilters | None = None,
+    ) -> Answer:
         answer = None
         for event in self.stream(question, history, top_k, filters, _whole=True):
             if event.kind == "answer":
@@ -108,8 +124,14 @@ class Sanad:
         assert isinstance(answer, Answer)
         return answer
 
-    def stream(self, question: str, history: list[Turn] | None = None, top_k: int | None = None,
-               filters: SearchFilters | None = None, _whole: bool = False) -> Iterator[Event]:
+    def stream(
+        self,
+        question: str,
+        history: list[Turn] | None = None,
+        top_k: int | None = None,
+        filters: SearchFilters | None = None,
+        _whole: bool = False,
+    ) -> Iterator[Event]:
         lang: Language = detect_language(question)  # type: ignore[assignment]
         t0 = time.perf_counter()
         rewritten, degraded = self.rewrite(question, history or [])
@@ -118,7 +140,9 @@ class Sanad:
         t1 = time.perf_counter()
         selection = self.extractive.select(query, passages)
         base = {"language": lang, "rewritten_question": rewritten}
-        if self.llm is None or not passages or selection.support < self.settings.answer.min_support * _LLM_SCREEN:
+        # The screen uses the question language's floor: English coverage of Arabic text says little.
+        floor = self.settings.answer.min_support if lang == "ar" else self.settings.answer.min_support_en
+        if self.llm is None or not passages or selection.support < floor * _LLM_SCREEN:
             yield from self._offline(selection, base, degraded)
         else:
             yield from self._with_llm(query, passages, selection, base, whole=_whole, degraded=degraded)
@@ -144,11 +168,19 @@ class Sanad:
             part = (intro if i == 0 else " ") + f"{quote} [{c.n}]"
             parts.append(part)
             yield Event("delta", part)
-        yield Event("answer", Answer(answer="".join(parts), answerable=True, citations=citations,
-                                     degraded=degraded, **base))
+        yield Event(
+            "answer", Answer(answer="".join(parts), answerable=True, citations=citations, degraded=degraded, **base)
+        )
 
-    def _with_llm(self, query: str, passages: list[Passage], selection: Selection, base: dict[str, Any],
-                  whole: bool, degraded: bool) -> Iterator[Event]:
+    def _with_llm(
+        self,
+        query: str,
+        passages: list[Passage],
+        selection: Selection,
+        base: dict[str, Any],
+        whole: bool,
+        degraded: bool,
+    ) -> Iterator[Event]:
         assert self.llm is not None
         messages = answer_messages(query, passages, base["language"])
         numbered = [self._passage_citation(i, p) for i, p in enumerate(passages, 1)]
@@ -185,14 +217,20 @@ class Sanad:
             log.warning("LLM stream failed, answering offline: %s", exc)
             if emitted:
                 yield Event("reset", None)
-            for event in self._offline(selection, base, degraded=True):
-                if event.kind != "passages" or not emitted:
-                    yield event
+            # After a reset the offline answer's own passages follow: its [n] are not the LLM's numbering.
+            yield from self._offline(selection, base, degraded=True)
             return
         yield from self._finish_llm(raw, passages, selection, base, degraded, streamed=True)
 
-    def _finish_llm(self, raw: str, passages: list[Passage], selection: Selection, base: dict[str, Any],
-                    degraded: bool, streamed: bool) -> Iterator[Event]:
+    def _finish_llm(
+        self,
+        raw: str,
+        passages: list[Passage],
+        selection: Selection,
+        base: dict[str, Any],
+        degraded: bool,
+        streamed: bool,
+    ) -> Iterator[Event]:
         if raw.strip().startswith(NO_ANSWER) or raw.strip().endswith(NO_ANSWER):
             text = refusal(base["language"])
             if streamed:
@@ -208,27 +246,37 @@ class Sanad:
             log.warning("LLM answer cites no passage; answering offline")
             if streamed:
                 yield Event("reset", None)
-            for event in self._offline(selection, base, degraded=True):
-                if event.kind != "passages" or not streamed:
-                    yield event
+            yield from self._offline(selection, base, degraded=True)
             return
         citations = [self._quote(k, passages[k - 1], text) for k in sorted(checker.order)]
         if not streamed:
             yield Event("passages", citations)
             yield Event("delta", text)
-        yield Event("answer", Answer(answer=text, answerable=True, citations=citations, answerer="llm",
-                                     degraded=degraded, **base))
+        yield Event(
+            "answer",
+            Answer(answer=text, answerable=True, citations=citations, answerer="llm", degraded=degraded, **base),
+        )
 
     # -- citation helpers ------------------------------------------------------
     def _passage_citation(self, n: int, p: Passage) -> Citation:
         first = p.sentences[0] if p.sentences else (0, len(p.text))
-        return Citation(n=n, doc_id=p.doc_id, title=p.title, chunk_id=p.chunk_id, text=p.text,
-                        quote=p.text[first[0]:first[1]], start=p.start + first[0], end=p.start + first[1])
+        return Citation(
+            n=n,
+            doc_id=p.doc_id,
+            title=p.title,
+            chunk_id=p.chunk_id,
+            text=p.text,
+            quote=p.text[first[0] : first[1]],
+            start=p.start + first[0],
+            end=p.start + first[1],
+        )
 
     def _quote(self, n: int, passage: Passage, answer: str) -> Citation:
         """The sentence of ``passage`` that best supports what the answer says at ``[n]``."""
         claims = [answer[s:e] for s, e in sentence_spans(answer) if f"[{n}]" in answer[s:e]] or [answer]
-        sentences = [Sentence(passage, s, e, passage.text[s:e]) for s, e in passage.sentences or [(0, len(passage.text))]]
+        sentences = [
+            Sentence(passage, s, e, passage.text[s:e]) for s, e in passage.sentences or [(0, len(passage.text))]
+        ]
         self.scorer.score(" ".join(claims), sentences)
         best = max(sentences, key=lambda s: s.score)
         return best.citation(n)

@@ -55,8 +55,16 @@ class Sentence:
 
     def citation(self, n: int) -> Citation:
         p = self.passage
-        return Citation(n=n, doc_id=p.doc_id, title=p.title, chunk_id=p.chunk_id, text=p.text,
-                        quote=self.text, start=p.start + self.start, end=p.start + self.end)
+        return Citation(
+            n=n,
+            doc_id=p.doc_id,
+            title=p.title,
+            chunk_id=p.chunk_id,
+            text=p.text,
+            quote=self.text,
+            start=p.start + self.start,
+            end=p.start + self.end,
+        )
 
 
 @dataclass

@@ -38,8 +38,9 @@ def build_filter(filters: SearchFilters | None) -> models.Filter | None:
 
 
 class Retriever:
-    def __init__(self, store: PassageStore, encoder: LexicalEncoder, embedder: Embedder | None,
-                 settings: RetrievalSettings) -> None:
+    def __init__(
+        self, store: PassageStore, encoder: LexicalEncoder, embedder: Embedder | None, settings: RetrievalSettings
+    ) -> None:
         self.store = store
         self.encoder = encoder
         self.embedder = embedder
@@ -55,8 +56,12 @@ class Retriever:
         if not sparse.indices and dense is None:
             return []
         points = self.store.search(
-            sparse, dense, limit=k * 2, candidates=max(self.settings.candidates, k * 2),
-            query_filter=build_filter(filters), fusion=self.settings.fusion,
+            sparse,
+            dense,
+            limit=k * 2,
+            candidates=max(self.settings.candidates, k * 2),
+            query_filter=build_filter(filters),
+            fusion=self.settings.fusion,
         )
         passages: list[Passage] = []
         seen: set[str] = set()
@@ -68,9 +73,17 @@ class Retriever:
             seen.add(key)
             passages.append(
                 Passage(
-                    chunk_id=str(p.id), doc_id=pl["doc_id"], title=pl.get("title", ""), text=pl["text"],
-                    start=pl["start"], end=pl["end"], sentences=[tuple(s) for s in pl.get("sentences", [])],
-                    date=pl.get("date"), source=pl.get("source"), url=pl.get("url"), score=float(p.score),
+                    chunk_id=str(p.id),
+                    doc_id=pl["doc_id"],
+                    title=pl.get("title", ""),
+                    text=pl["text"],
+                    start=pl["start"],
+                    end=pl["end"],
+                    sentences=[tuple(s) for s in pl.get("sentences", [])],
+                    date=pl.get("date"),
+                    source=pl.get("source"),
+                    url=pl.get("url"),
+                    score=float(p.score),
                 )
             )
             if len(passages) == k:

@@ -116,9 +116,7 @@ class SlackSettings(BaseModel):
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(
-        env_prefix="SANAD_", env_nested_delimiter="__", env_file=".env", extra="ignore"
-    )
+    model_config = SettingsConfigDict(env_prefix="SANAD_", env_nested_delimiter="__", env_file=".env", extra="ignore")
 
     data_dir: Path = Path("data")
     embed: EmbedSettings = EmbedSettings()

@@ -9,6 +9,7 @@ chunk count) and a manifest saying which embedder and analyzer built the store.
 from __future__ import annotations
 
 import json
+import math
 import uuid
 from pathlib import Path
 from typing import Any
@@ -62,7 +63,7 @@ def open_client(settings: Settings) -> QdrantClient:
     q = settings.qdrant
     if q.url:
         return QdrantClient(
-            url=q.url, api_key=q.api_key.get_secret_value() if q.api_key else None, timeout=int(q.timeout)
+            url=q.url, api_key=q.api_key.get_secret_value() if q.api_key else None, timeout=math.ceil(q.timeout)
         )
     if settings.qdrant_path == ":memory:":
         return QdrantClient(location=":memory:")
@@ -81,8 +82,14 @@ def open_client(settings: Settings) -> QdrantClient:
 
 
 class PassageStore:
-    def __init__(self, client: QdrantClient, collection: str, embedder_signature: str, dense_dim: int | None,
-                 lexical_version: str) -> None:
+    def __init__(
+        self,
+        client: QdrantClient,
+        collection: str,
+        embedder_signature: str,
+        dense_dim: int | None,
+        lexical_version: str,
+    ) -> None:
         self.client = client
         self.chunks = collection
         self.documents = f"{collection}_documents"
@@ -97,7 +104,11 @@ class PassageStore:
         except Exception as exc:
             raise StoreUnavailable(f"Qdrant is not reachable: {exc}") from exc
         if not exists:
-            dense = {DENSE: models.VectorParams(size=self.dense_dim, distance=models.Distance.COSINE)} if self.dense_dim else {}
+            dense = (
+                {DENSE: models.VectorParams(size=self.dense_dim, distance=models.Distance.COSINE)}
+                if self.dense_dim
+                else {}
+            )
             self.client.create_collection(
                 self.chunks,
                 vectors_config=dense,
@@ -107,7 +118,10 @@ class PassageStore:
             self.client.create_collection(self.documents, vectors_config={})
         found = self.client.retrieve(self.documents, [_MANIFEST_ID])
         if not found:
-            self.client.upsert(self.documents, [models.PointStruct(id=_MANIFEST_ID, vector={}, payload={"kind": "manifest", **self.manifest})])
+            self.client.upsert(
+                self.documents,
+                [models.PointStruct(id=_MANIFEST_ID, vector={}, payload={"kind": "manifest", **self.manifest})],
+            )
             return
         stored = found[0].payload or {}
         for key, want in self.manifest.items():
@@ -136,7 +150,11 @@ class PassageStore:
     def put_document(self, record: dict[str, Any]) -> None:
         self.client.upsert(
             self.documents,
-            [models.PointStruct(id=document_point_id(record["doc_id"]), vector={}, payload={"kind": "document", **record})],
+            [
+                models.PointStruct(
+                    id=document_point_id(record["doc_id"]), vector={}, payload={"kind": "document", **record}
+                )
+            ],
         )
 
     def list_documents(self) -> list[dict[str, Any]]:
@@ -164,7 +182,9 @@ class PassageStore:
     def delete_document(self, doc_id: str) -> bool:
         existed = self.get_document(doc_id) is not None
         self.delete_chunks(doc_id)
-        self.client.delete(self.documents, points_selector=models.PointIdsList(points=[document_point_id(doc_id)]), wait=True)
+        self.client.delete(
+            self.documents, points_selector=models.PointIdsList(points=[document_point_id(doc_id)]), wait=True
+        )
         return existed
 
     def count_chunks(self, doc_id: str | None = None) -> int:
@@ -174,8 +194,15 @@ class PassageStore:
         return self.client.count(self.chunks, count_filter=flt, exact=True).count
 
     # -- search ----------------------------------------------------------
-    def search(self, sparse: models.SparseVector, dense: list[float] | None, limit: int, candidates: int,
-               query_filter: models.Filter | None, fusion: str = "rrf") -> list[models.ScoredPoint]:
+    def search(
+        self,
+        sparse: models.SparseVector,
+        dense: list[float] | None,
+        limit: int,
+        candidates: int,
+        query_filter: models.Filter | None,
+        fusion: str = "rrf",
+    ) -> list[models.ScoredPoint]:
         if dense is None:
             res = self.client.query_points(
                 self.chunks, query=sparse, using=LEXICAL, limit=limit, query_filter=query_filter, with_payload=True

@@ -9,6 +9,7 @@ stemming on top of Snowball Arabic (PyStemmer), and stopwords. The same
 
 from __future__ import annotations
 
+import contextlib
 import re
 import unicodedata
 from functools import lru_cache
@@ -63,12 +64,12 @@ def _stopwords() -> frozenset[str]:
     words: set[str] = set()
     base = resources.files("llama_index.core") / "_static" / "nltk_cache" / "corpora" / "stopwords"
     for lang in ("arabic", "english"):
-        try:
+        with contextlib.suppress(OSError):  # llama-index always ships them; tolerate a trimmed install
             words.update(fold(w) for w in (base / lang).read_text(encoding="utf-8").split())
-        except OSError:  # pragma: no cover - llama-index always ships them
-            pass
     # Question words that nltk's list lacks; they never help find a passage.
-    words.update(fold(w) for w in "ماذا متى كم لماذا كيف اين هل ما من اي أي ماهي ماهو".split())
+    words.update(
+        fold(w) for w in ["ماذا", "متى", "كم", "لماذا", "كيف", "اين", "هل", "ما", "من", "اي", "أي", "ماهي", "ماهو"]
+    )
     return frozenset(words)
 
 

@@ -18,8 +18,9 @@ from rag.models import Answer, SearchFilters
 from rag.settings import Settings
 from rag.store import StoreError
 
-app = typer.Typer(help="Sanad (سند): cited answers over Arabic news articles.", no_args_is_help=True,
-                  pretty_exceptions_enable=False)
+app = typer.Typer(
+    help="Sanad (سند): cited answers over Arabic news articles.", no_args_is_help=True, pretty_exceptions_enable=False
+)
 console = Console()
 err = Console(stderr=True)
 
@@ -39,8 +40,10 @@ def open_engine(settings: Settings) -> Sanad:
 
 
 @app.command()
-def index(paths: Annotated[list[Path], typer.Argument(help="Files or folders: .txt .md .html .jsonl")],
-          data_dir: DataDir = None) -> None:
+def index(
+    paths: Annotated[list[Path], typer.Argument(help="Files or folders: .txt .md .html .jsonl")],
+    data_dir: DataDir = None,
+) -> None:
     """Index articles (idempotent: unchanged ones are skipped, changed ones replaced)."""
     from index.ingest import Indexer
     from index.readers import iter_files
@@ -50,8 +53,15 @@ def index(paths: Annotated[list[Path], typer.Argument(help="Files or folders: .t
     try:
         indexer = Indexer(engine.store, engine.encoder, engine.embedder, settings.index)
         files = list(iter_files(paths))
-        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                      console=err, transient=True, disable=len(files) < 2) as progress:
+        with Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=err,
+            transient=True,
+            disable=len(files) < 2,
+        ) as progress:
             task = progress.add_task("indexing", total=len(files))
             summary = indexer.index_paths(paths, files=files, on_file=lambda f: progress.advance(task))
     finally:
@@ -79,11 +89,13 @@ def print_answer(answer: Answer) -> None:
 
 
 @app.command()
-def ask(question: Annotated[str, typer.Argument(help="An Arabic or English question.")],
-        as_json: Annotated[bool, typer.Option("--json", help="Print the answer object as JSON.")] = False,
-        top_k: Annotated[int | None, typer.Option(min=1, max=100)] = None,
-        doc: Annotated[list[str] | None, typer.Option("--doc", help="Only search these document ids.")] = None,
-        data_dir: DataDir = None) -> None:
+def ask(
+    question: Annotated[str, typer.Argument(help="An Arabic or English question.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print the answer object as JSON.")] = False,
+    top_k: Annotated[int | None, typer.Option(min=1, max=100)] = None,
+    doc: Annotated[list[str] | None, typer.Option("--doc", help="Only search these document ids.")] = None,
+    data_dir: DataDir = None,
+) -> None:
     """Answer a question from the indexed articles, with cited passages."""
     if not question.strip():
         err.print("[red]error:[/red] the question is empty")
@@ -115,18 +127,35 @@ def documents(data_dir: DataDir = None) -> None:
     console.print(table)
 
 
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Interface (default: SANAD_SERVICE__HOST or 127.0.0.1).")] = None,
+    port: Annotated[int | None, typer.Option(help="Port (default: SANAD_SERVICE__PORT or 8000).")] = None,
+    data_dir: DataDir = None,
+) -> None:
+    """Start the chat service: HTTP API, web chat page, OpenAI-compatible endpoint, Slack bot if configured."""
+    from service.cli import serve as run
+
+    settings = load_settings(data_dir)
+    run(settings, host or settings.service.host, port if port is not None else settings.service.port)
+
+
 @app.command("eval")
-def eval_(gold: Annotated[Path | None, typer.Option(help="Gold JSONL (default: the project's seeds gold set).")] = None,
-          corpus: Annotated[list[Path] | None, typer.Option(help="Files or folders to index into a fresh store.")] = None,
-          url: Annotated[str | None, typer.Option(help="Evaluate a running Sanad service instead.")] = None,
-          api_key: Annotated[str | None, typer.Option(envvar="SANAD_EVAL_API_KEY", help="Bearer key for --url.")] = None,
-          report: Annotated[Path | None, typer.Option(help="Report folder (default: <data-dir>/evals/<time>).")] = None,
-          baseline: Annotated[Path | None, typer.Option(help="A previous report.json to compare with.")] = None,
-          thresholds: Annotated[Path | None, typer.Option(help="Thresholds TOML (default: evals/thresholds.toml "
-                                                          "for the seeds gold set, none otherwise).")] = None,
-          judge: Annotated[bool, typer.Option(help="Add a model-judged faithfulness score (needs an LLM).")] = False,
-          limit: Annotated[int | None, typer.Option(min=1, help="Only the first N items.")] = None,
-          data_dir: DataDir = None) -> None:
+def eval_(
+    gold: Annotated[Path | None, typer.Option(help="Gold JSONL (default: the project's seeds gold set).")] = None,
+    corpus: Annotated[list[Path] | None, typer.Option(help="Files or folders to index into a fresh store.")] = None,
+    url: Annotated[str | None, typer.Option(help="Evaluate a running Sanad service instead.")] = None,
+    api_key: Annotated[str | None, typer.Option(envvar="SANAD_EVAL_API_KEY", help="Bearer key for --url.")] = None,
+    report: Annotated[Path | None, typer.Option(help="Report folder (default: <data-dir>/evals/<time>).")] = None,
+    baseline: Annotated[Path | None, typer.Option(help="A previous report.json to compare with.")] = None,
+    thresholds: Annotated[
+        Path | None,
+        typer.Option(help="Thresholds TOML (default: evals/thresholds.toml for the seeds gold set, none otherwise)."),
+    ] = None,
+    judge: Annotated[bool, typer.Option(help="Add a model-judged faithfulness score (needs an LLM).")] = False,
+    limit: Annotated[int | None, typer.Option(min=1, help="Only the first N items.")] = None,
+    data_dir: DataDir = None,
+) -> None:
     """Check answers against gold facts; exit non-zero when a threshold is missed."""
     import json as _json
     from contextlib import nullcontext
@@ -135,8 +164,16 @@ def eval_(gold: Annotated[Path | None, typer.Option(help="Gold JSONL (default: t
     from evals.gold import GoldError, load_gold
     from evals.metrics import summarize_by_language
     from evals.report import check_thresholds, compare, summary_table, write_report
-    from evals.runner import (DEFAULT_CORPUS, DEFAULT_GOLD, DEFAULT_THRESHOLDS, HttpTarget, InProcessTarget,
-                              corpus_engine, judge_faithfulness, run_items)
+    from evals.runner import (
+        DEFAULT_CORPUS,
+        DEFAULT_GOLD,
+        DEFAULT_THRESHOLDS,
+        HttpTarget,
+        InProcessTarget,
+        corpus_engine,
+        judge_faithfulness,
+        run_items,
+    )
 
     settings = load_settings(data_dir)
     gold_path = gold or DEFAULT_GOLD
@@ -157,9 +194,15 @@ def eval_(gold: Annotated[Path | None, typer.Option(help="Gold JSONL (default: t
             raise typer.Exit(2) from None
     ctx = nullcontext(None) if url else corpus_engine(corpus or [DEFAULT_CORPUS], settings)
     with ctx as engine:
-        target = HttpTarget(url, api_key) if url else InProcessTarget(engine)
-        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                      console=err, transient=True) as progress:
+        target: HttpTarget | InProcessTarget = InProcessTarget(engine) if engine else HttpTarget(url or '', api_key)
+        with Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=err,
+            transient=True,
+        ) as progress:
             task = progress.add_task("evaluating", total=len(items))
             results = run_items(target, items, on_item=lambda r: progress.advance(task))
     if judge:
@@ -171,8 +214,13 @@ def eval_(gold: Annotated[Path | None, typer.Option(help="Gold JSONL (default: t
     missed = check_thresholds(summary, thresholds) if thresholds else []
     comparison = compare(results, summary, base) if base is not None else None
     folder = report or settings.data_dir / "evals" / datetime.now().strftime("%Y%m%d-%H%M%S")
-    meta = {"gold": str(gold_path), "target": url or "in-process", "when": datetime.now().isoformat(timespec="seconds"),
-            "answerer": "llm" if settings.llm.enabled else "extractive", "corpus": [str(c) for c in corpus or []]}
+    meta = {
+        "gold": str(gold_path),
+        "target": url or "in-process",
+        "when": datetime.now().isoformat(timespec="seconds"),
+        "answerer": "llm" if settings.llm.enabled else "extractive",
+        "corpus": [str(c) for c in corpus or []],
+    }
     write_report(folder, summary, results, meta, missed, comparison)
     console.print(summary_table(summary))
     if comparison is not None:
@@ -187,15 +235,20 @@ def eval_(gold: Annotated[Path | None, typer.Option(help="Gold JSONL (default: t
 
 
 @app.command("squad-convert")
-def squad_convert(squad: Annotated[Path, typer.Argument(help="A SQuAD-format JSON file (paragraphs, questions).")],
-                  out: Annotated[Path, typer.Option(help="Output folder for corpus.jsonl and gold.jsonl.")],
-                  questions: Annotated[Path | None, typer.Option(help="Parallel SQuAD file whose questions are "
-                                                                 "asked instead (e.g. English).")] = None) -> None:
+def squad_convert(
+    squad: Annotated[Path, typer.Argument(help="A SQuAD-format JSON file (paragraphs, questions).")],
+    out: Annotated[Path, typer.Option(help="Output folder for corpus.jsonl and gold.jsonl.")],
+    questions: Annotated[
+        Path | None, typer.Option(help="Parallel SQuAD file whose questions are asked instead (e.g. English).")
+    ] = None,
+) -> None:
     """Turn SQuAD/XQuAD into a corpus (each paragraph a document) and a gold file."""
     from evals.squad import convert
 
     corpus_path, gold_path = convert(squad, out, questions)
-    console.print(f"corpus: {corpus_path}\ngold: {gold_path}\nrun: sanad eval --gold {gold_path} --corpus {corpus_path}")
+    console.print(
+        f"corpus: {corpus_path}\ngold: {gold_path}\nrun: sanad eval --gold {gold_path} --corpus {corpus_path}"
+    )
 
 
 if __name__ == "__main__":

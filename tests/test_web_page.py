@@ -98,7 +98,9 @@ def page(browser: Any, base_url: str) -> Iterator[Any]:
     p.set_default_timeout(TIMEOUT_MS)
     errors: list[str] = []
     p.on("pageerror", lambda exc: errors.append(str(exc)))
-    p.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
+    # The browser logs every non-2xx response as "Failed to load resource"; the error tests cause some.
+    p.on("console", lambda msg: errors.append(msg.text)
+         if msg.type == "error" and not msg.text.startswith("Failed to load resource") else None)
     try:
         yield p
         assert not errors, f"page reported errors: {errors}"
@@ -178,8 +180,11 @@ def test_chat_page_answers_with_citations(page: Any, base_url: str) -> None:
     assert msg.locator(".sources .source").count() == len(answer["citations"])
     page.screenshot(path=str(ARTIFACTS / "web-chat.png"))
 
-    # No horizontal overflow at phone width.
+    # No horizontal overflow at phone widths.
     assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
+    page.set_viewport_size({"width": 375, "height": 667})
+    assert page.evaluate("document.documentElement.scrollWidth") <= 375
+    page.set_viewport_size(PHONE)
 
     # Clicking [1] opens the citation panel with the title, doc id and highlighted quote.
     marker = bubble.locator('.cite[data-n="1"]').first
@@ -219,6 +224,8 @@ def test_chat_page_answers_with_citations(page: Any, base_url: str) -> None:
     assert page.locator("#messages > li").count() == 0
     assert page.locator("#welcome").is_visible()
     assert not panel.is_visible()
+    page.set_viewport_size({"width": 375, "height": 667})
+    assert page.evaluate("document.documentElement.scrollWidth") <= 375
 
     # English question, sent with Enter: a fresh session and a left-to-right answer.
     page.fill("#question", "Who took part in the security meeting hosted by Cairo?")
@@ -256,7 +263,10 @@ def test_chat_page_escapes_text_and_shows_states(page: Any) -> None:
                               body=json.dumps({"error": {"code": "unauthorized", "message": "API key required"}}))
                 return
             q = "refuse"
-        if q == "boom":
+        if q == "gone":
+            route.fulfill(status=404, content_type="application/json", body=json.dumps(
+                {"error": {"code": "session_not_found", "message": "No conversation with id 's1'."}}))
+        elif q == "boom":
             route.fulfill(status=429, content_type="application/json",
                           body=json.dumps({"error": {"code": "rate_limited", "message": "Too many requests"}}))
         elif q == "refuse":
@@ -270,7 +280,7 @@ def test_chat_page_escapes_text_and_shows_states(page: Any) -> None:
         else:
             final = f"Answer {hostile} [1] and [9]"
             route.fulfill(status=200, content_type="text/event-stream", body=_sse(
-                ("passages", [cite]), ("delta", {"text": "discarded draft [1]"}), ("reset", None),
+                ("passages", [cite]), ("delta", {"text": "discarded draft [1]"}), ("reset", {}),
                 ("delta", {"text": "Answer "}), ("delta", {"text": f"{hostile} [1]"}),
                 ("answer", {"answer": final, "language": "en", "answerable": True, "citations": [cite],
                             "session_id": "s1", "rewritten_question": None, "degraded": True,
@@ -313,6 +323,12 @@ def test_chat_page_escapes_text_and_shows_states(page: Any) -> None:
     page.fill("#question", "boom")
     page.press("#question", "Enter")
     page.locator('#messages > li[data-role="error"]', has_text="Too many requests").wait_for()
+    assert calls[-1]["body"]["session_id"] == "s1"
+
+    # An unknown session: its message is shown and the next question starts a new conversation.
+    page.fill("#question", "gone")
+    page.press("#question", "Enter")
+    page.locator('#messages > li[data-role="error"]', has_text="No conversation with id").wait_for()
 
     # 401: the key field appears; saving the key retries with a bearer token and stores it.
     page.fill("#question", "key")
@@ -324,5 +340,23 @@ def test_chat_page_escapes_text_and_shows_states(page: Any) -> None:
     page.locator('[data-testid="keybar"]').wait_for(state="hidden")
     page.locator('#messages > li[data-role="assistant"][data-answerable="false"]').nth(1).wait_for()
     assert calls[-1]["auth"] == "Bearer s3cret"
+    assert calls[-1]["body"]["session_id"] is None
     assert page.evaluate("localStorage.getItem('sanad.apiKey')") == "s3cret"
     assert page.locator('#messages > li[data-role="error"]', has_text="API key required").count() == 0
+
+    # "New conversation" while an answer is still streaming drops it without leftovers.
+    page.evaluate("""() => {
+        window.fetch = async () => new Response(new ReadableStream({ start(c) {
+            const sse = 'event: passages\\ndata: []\\n\\nevent: delta\\ndata: {"text": "partial"}\\n\\n';
+            c.enqueue(new TextEncoder().encode(sse));
+        } }), { headers: { "content-type": "text/event-stream" } });
+    }""")
+    page.fill("#question", "never ends")
+    page.press("#question", "Enter")
+    page.locator('#messages > li[data-state="streaming"]', has_text="partial").wait_for()
+    assert page.locator("#send").is_disabled()
+    page.click("#new-chat")
+    page.wait_for_timeout(200)
+    assert page.locator("#messages > li").count() == 0
+    page.fill("#question", "next")
+    assert page.locator("#send").is_enabled()

@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# Everything CI checks: install (with test extras and the headless browser),
+# the pytest suite, then the release eval on the seeds with its thresholds.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+[ -x .venv/bin/python ] || python3 -m venv .venv
+.venv/bin/pip install -q -e '.[dev]'
+PYTHON=.venv/bin/python scripts/install-browser.sh
+.venv/bin/python -m pytest "$@"
+.venv/bin/sanad eval --data-dir "$(mktemp -d)" --report artifacts/eval
