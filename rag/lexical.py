@@ -23,7 +23,7 @@ LEXICAL_VERSION = "stems+grams4.v1"
 
 _K1 = 1.2
 _B = 0.75
-_AVG_TERMS = 60.0  # a chunk of 160 o200k tokens keeps about 60 content words
+_AVG_TERMS = 110.0  # a chunk of 320 o200k tokens keeps about 110 content words
 _GRAMS_PER_TERM = 5.0
 
 

@@ -66,7 +66,7 @@ class QdrantSettings(BaseModel):
 
 class IndexSettings(BaseModel):
     # o200k tokens: about one per Arabic word (cl100k spends three).
-    chunk_tokens: int = Field(default=160, ge=16)
+    chunk_tokens: int = Field(default=320, ge=16)
     chunk_overlap: int = Field(default=0, ge=0)
     max_file_bytes: int = Field(default=5_000_000, ge=1)
     max_document_chars: int = Field(default=2_000_000, ge=1)

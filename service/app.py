@@ -1,0 +1,125 @@
+"""The FastAPI application, built from explicit settings (nothing global at import time).
+
+    app = create_app(Settings.in_memory(tmp_path))          # tests
+    app = create_app(settings, engine)                       # an engine opened by the caller
+
+The lifespan opens the engine (unless one is given, which stays the caller's
+to close), the conversation store under ``data_dir``, and for the embedded
+on-disk store writes ``data_dir/sanad-server.json`` naming this process.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from fastapi import FastAPI
+from fastapi.responses import FileResponse, HTMLResponse, Response
+from fastapi.staticfiles import StaticFiles
+from starlette.concurrency import run_in_threadpool
+
+from rag.engine import Sanad
+from rag.settings import Settings
+from service import errors
+from service.conversations import ConversationStore
+from service.metrics import Metrics
+from service.middleware import AccessMiddleware, BodyLimitMiddleware, MetricsMiddleware
+from service.owner import remove_owner, write_owner
+from service.routers import chat, documents, health, openai_compat, search, sessions
+from service.security import ApiKeys, RateLimiter
+from service.slack import mount_slack
+from service.state import LockedClient, ServiceState, embedded_store
+
+log = logging.getLogger("sanad.service")
+
+STATIC_DIR = Path(__file__).parent / "static"
+
+DESCRIPTION = """Cited answers over Arabic news articles, in Arabic or English.
+
+* `POST /v1/chat` answers in a conversation (`session_id`), streamed as server-sent events with `stream: true`.
+* `POST /v1/chat/completions` speaks the OpenAI protocol (citations in `citations` and as `[n]`).
+* `/v1/documents` indexes, lists and removes articles while the service runs; `POST /v1/search` ranks passages.
+
+When `SANAD_API_KEYS` is set, send `Authorization: Bearer <key>` (health probes, the page and these docs are open).
+Errors are `{"error": {"code": ..., "message": ...}}`.
+"""
+
+TAGS = [
+    {"name": "chat", "description": "Questions and conversations (أسئلة ومحادثات)."},
+    {"name": "openai-compatible", "description": "For the openai client and OpenAI-speaking chat front ends."},
+    {"name": "sessions", "description": "Stored conversations."},
+    {"name": "documents", "description": "The indexed articles (المقالات)."},
+    {"name": "search", "description": "Ranked passages without an answer."},
+    {"name": "health", "description": "Probes and metrics."},
+]
+
+_NO_PAGE = """<!doctype html><html lang="en"><meta charset="utf-8"><title>Sanad</title>
+<body><h1>Sanad · سند</h1><p>The chat page is not installed. The API is documented at <a href="/docs">/docs</a>.</p>
+</body></html>"""
+
+
+def create_app(settings: Settings, engine: Sanad | None = None) -> FastAPI:
+    metrics = Metrics()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        owned = engine is None
+        eng = await run_in_threadpool(Sanad.open, settings) if engine is None else engine
+        conversations: ConversationStore | None = None
+        owner_written = False
+        try:
+            if not settings.qdrant.url and not isinstance(eng.store.client, LockedClient):
+                eng.store.client = LockedClient(eng.store.client)  # type: ignore[assignment]
+            conversations = ConversationStore.open(settings.data_dir, settings.service.max_turns)
+            if embedded_store(settings):
+                write_owner(settings)
+                owner_written = True
+            app.state.sanad = ServiceState(settings=settings, engine=eng, conversations=conversations,
+                                           metrics=metrics, write_lock=threading.Lock())
+            yield
+        finally:
+            app.state.sanad = None
+            if owner_written:
+                remove_owner(settings)
+            if conversations is not None:
+                conversations.close()
+            if owned:
+                eng.close()
+
+    app = FastAPI(
+        title="Sanad · سند",
+        version="0.1.0",
+        description=DESCRIPTION,
+        openapi_tags=TAGS,
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.metrics = metrics
+    app.state.sanad = None
+
+    errors.install(app)
+    for module in (chat, openai_compat, sessions, documents, search, health):
+        app.include_router(module.router)
+
+    @app.get("/", include_in_schema=False)
+    async def page() -> Response:
+        index = STATIC_DIR / "index.html"
+        if index.is_file():
+            return FileResponse(index, media_type="text/html; charset=utf-8")
+        return HTMLResponse(_NO_PAGE)
+
+    if STATIC_DIR.is_dir():
+        app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+
+    # The Slack bot, when configured, in the same process (it answers through app.state.sanad).
+    mount_slack(app, settings, None, None)
+
+    # Added innermost first: metrics wraps access wraps the body limit.
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.service.max_body_bytes)
+    app.add_middleware(AccessMiddleware, keys=ApiKeys(settings.api_key_set),
+                       limiter=RateLimiter(settings.service.rate_limit_per_minute))
+    app.add_middleware(MetricsMiddleware, metrics=metrics, templates=lambda: list(app.openapi()["paths"]))
+    return app

@@ -1,0 +1,160 @@
+"""Conversations in SQLite (stdlib, WAL) under the data directory; they survive restarts.
+
+A session is a list of turns: each question (with the standalone form it was
+searched as) and each answer (text plus the whole answer object). Only the
+newest ``max_turns`` turns of a session are kept.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from rag.models import Answer, Turn
+
+DB_NAME = "conversations.sqlite3"
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS sessions (
+    id TEXT PRIMARY KEY,
+    created_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS turns (
+    session_id TEXT NOT NULL REFERENCES sessions(id) ON DELETE CASCADE,
+    idx INTEGER NOT NULL,
+    role TEXT NOT NULL CHECK (role IN ('user', 'assistant')),
+    content TEXT NOT NULL,
+    answer_json TEXT,
+    rewritten TEXT,
+    created_at TEXT NOT NULL,
+    PRIMARY KEY (session_id, idx)
+);
+CREATE INDEX IF NOT EXISTS sessions_updated ON sessions(updated_at);
+"""
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
+
+
+def new_session_id() -> str:
+    return uuid.uuid4().hex
+
+
+class ConversationStore:
+    """One connection guarded by a lock; safe to call from any thread."""
+
+    def __init__(self, path: Path, max_turns: int) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self.max_turns = max_turns
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None, timeout=10)
+        self._db.row_factory = sqlite3.Row
+        with self._lock:
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.execute("PRAGMA foreign_keys=ON")
+            self._db.executescript(_SCHEMA)
+
+    @classmethod
+    def open(cls, data_dir: Path, max_turns: int) -> ConversationStore:
+        return cls(data_dir / DB_NAME, max_turns)
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    def ping(self) -> None:
+        with self._lock:
+            self._db.execute("SELECT 1").fetchone()
+
+    # -- reads -------------------------------------------------------------
+    def exists(self, session_id: str) -> bool:
+        with self._lock:
+            return self._db.execute("SELECT 1 FROM sessions WHERE id = ?", (session_id,)).fetchone() is not None
+
+    def history(self, session_id: str, limit: int) -> list[Turn]:
+        """The last ``limit`` turns, oldest first, as the engine takes them."""
+        if limit <= 0:
+            return []
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT role, content FROM turns WHERE session_id = ? ORDER BY idx DESC LIMIT ?", (session_id, limit)
+            ).fetchall()
+        return [Turn(role=r["role"], content=r["content"]) for r in reversed(rows)]
+
+    def get(self, session_id: str) -> dict[str, Any] | None:
+        with self._lock:
+            session = self._db.execute("SELECT * FROM sessions WHERE id = ?", (session_id,)).fetchone()
+            if session is None:
+                return None
+            rows = self._db.execute(
+                "SELECT idx, role, content, answer_json, rewritten, created_at FROM turns "
+                "WHERE session_id = ? ORDER BY idx", (session_id,)
+            ).fetchall()
+        turns = []
+        for r in rows:
+            turn: dict[str, Any] = {"index": r["idx"], "role": r["role"], "content": r["content"],
+                                    "created_at": r["created_at"]}
+            if r["role"] == "user":
+                turn["rewritten_question"] = r["rewritten"]
+            if r["answer_json"]:
+                turn["answer"] = json.loads(r["answer_json"])
+            turns.append(turn)
+        return {"id": session["id"], "created_at": session["created_at"], "updated_at": session["updated_at"],
+                "turns": turns}
+
+    def list(self, limit: int = 50) -> list[dict[str, Any]]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT s.id, s.created_at, s.updated_at, COUNT(t.idx) AS n, "
+                "(SELECT content FROM turns f WHERE f.session_id = s.id AND f.role = 'user' ORDER BY f.idx LIMIT 1)"
+                " AS first_question "
+                "FROM sessions s LEFT JOIN turns t ON t.session_id = s.id "
+                "GROUP BY s.id ORDER BY s.updated_at DESC LIMIT ?", (limit,)
+            ).fetchall()
+        return [{"id": r["id"], "created_at": r["created_at"], "updated_at": r["updated_at"], "turns": r["n"],
+                 "first_question": r["first_question"]} for r in rows]
+
+    def count(self) -> int:
+        with self._lock:
+            return int(self._db.execute("SELECT COUNT(*) FROM sessions").fetchone()[0])
+
+    # -- writes ------------------------------------------------------------
+    def append_exchange(self, session_id: str, question: str, answer: Answer) -> None:
+        """Store a question and its answer (creating the session if new), trimmed to ``max_turns``."""
+        now = _now()
+        answer_json = answer.model_dump_json()
+        with self._lock:
+            db = self._db
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                db.execute("INSERT OR IGNORE INTO sessions (id, created_at, updated_at) VALUES (?, ?, ?)",
+                           (session_id, now, now))
+                db.execute("UPDATE sessions SET updated_at = ? WHERE id = ?", (now, session_id))
+                last = db.execute("SELECT COALESCE(MAX(idx), -1) FROM turns WHERE session_id = ?",
+                                  (session_id,)).fetchone()[0]
+                db.executemany(
+                    "INSERT INTO turns (session_id, idx, role, content, answer_json, rewritten, created_at) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    [(session_id, last + 1, "user", question, None, answer.rewritten_question, now),
+                     (session_id, last + 2, "assistant", answer.answer, answer_json, None, now)],
+                )
+                db.execute("DELETE FROM turns WHERE session_id = ? AND idx <= ?",
+                           (session_id, last + 2 - self.max_turns))
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+
+    def delete(self, session_id: str) -> bool:
+        with self._lock:
+            cur = self._db.execute("DELETE FROM sessions WHERE id = ?", (session_id,))
+            return cur.rowcount > 0

@@ -1,0 +1,1 @@
+"""One router per concern; ``service.app`` includes them all."""

@@ -1,0 +1,98 @@
+"""``/healthz`` (alive), ``/readyz`` (store reachable; LLM reachable or reported degraded), ``/metrics``."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import anyio
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, Response
+
+from service.deps import MetricsDep, authenticated
+from service.metrics import CONTENT_TYPE
+from service.state import ServiceState
+
+router = APIRouter(tags=["health"])
+
+T = TypeVar("T")
+STORE_TIMEOUT = 5.0
+LLM_TIMEOUT = 3.0
+
+
+async def _run(fn: Callable[[], T], timeout: float) -> T:
+    """``fn`` in a worker thread, given up on (not waited for) after ``timeout`` seconds."""
+    with anyio.fail_after(timeout):
+        return await anyio.to_thread.run_sync(fn, abandon_on_cancel=True)
+
+
+def _reason(exc: BaseException, timeout: float) -> str:
+    if isinstance(exc, TimeoutError):
+        return f"no reply within {timeout:g} s"
+    return str(exc) or type(exc).__name__
+
+
+@router.get("/healthz", summary="The process is alive")
+async def healthz() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@router.get(
+    "/readyz",
+    summary="Ready to answer: store reachable; the LLM reachable or reported as degraded",
+    responses={503: {"description": "The store is unreachable (or the service is starting)", "content": {
+        "application/json": {"example": {"status": "unavailable", "store": {"ok": False, "reason": "..."},
+                                         "error": {"code": "store_unavailable", "message": "..."}}}}}},
+)
+async def readyz(request: Request) -> JSONResponse:
+    state: ServiceState | None = getattr(request.app.state, "sanad", None)
+    if state is None:
+        return JSONResponse({"status": "starting", "error": {"code": "starting", "message": "Starting up."}},
+                            status_code=503)
+    engine = state.engine
+    body: dict[str, Any] = {}
+    try:
+        await _run(engine.store.ping, STORE_TIMEOUT)
+        chunks = await _run(engine.store.count_chunks, STORE_TIMEOUT)
+        body["store"] = {"ok": True, "chunks": chunks}
+        if chunks == 0:
+            body["store"]["hint"] = "The index is empty: POST articles to /v1/documents."
+    except Exception as exc:
+        reason = _reason(exc, STORE_TIMEOUT)
+        body["status"] = "unavailable"
+        body["store"] = {"ok": False, "reason": reason}
+        body["error"] = {"code": "store_unavailable", "message": f"The store is unreachable: {reason}"}
+        return JSONResponse(body, status_code=503)
+    if engine.llm is None:
+        body["llm"] = {"configured": False, "ok": None, "note": "offline extractive answers"}
+        body["status"] = "ready"
+    else:
+        timeout = min(LLM_TIMEOUT, state.settings.llm.timeout)
+        try:
+            await _run(engine.llm.ping, timeout)
+            body["llm"] = {"configured": True, "ok": True, "model": state.settings.llm.model}
+            body["status"] = "ready"
+        except Exception as exc:
+            body["llm"] = {"configured": True, "ok": False, "model": state.settings.llm.model,
+                           "reason": _reason(exc, timeout)}
+            body["status"] = "degraded"
+            body["note"] = "Answers are given offline (extractive) while the LLM is unreachable."
+    return JSONResponse(body)
+
+
+@router.get("/metrics", summary="Prometheus metrics", dependencies=authenticated,
+            response_class=Response, responses={200: {"content": {CONTENT_TYPE: {}}}})
+async def metrics(request: Request, metrics: MetricsDep) -> Response:
+    gauges: dict[str, tuple[str, float]] = {}
+    state: ServiceState | None = getattr(request.app.state, "sanad", None)
+    if state is not None:
+        try:
+            chunks = await _run(state.engine.store.count_chunks, STORE_TIMEOUT)
+            gauges["sanad_index_chunks"] = ("Chunks in the index.", float(chunks))
+        except Exception:
+            gauges["sanad_store_up"] = ("1 if the store answered the last scrape.", 0.0)
+        else:
+            gauges["sanad_store_up"] = ("1 if the store answered the last scrape.", 1.0)
+        sessions = await anyio.to_thread.run_sync(state.conversations.count)
+        gauges["sanad_conversations"] = ("Stored conversations.", float(sessions))
+    return Response(metrics.render(gauges), media_type=CONTENT_TYPE)
