@@ -16,11 +16,10 @@ _REFERRING = re.compile(
 _FEW_CONTENT_WORDS = 3
 
 
-def previous_question(history: list[Turn]) -> str | None:
-    for turn in reversed(history):
-        if turn.role == "user":
-            return turn.content
-    return None
+def previous_question(history: list[Turn], turns: int = 2) -> str | None:
+    """The last user questions (two by default, so a follow-up of a follow-up keeps its subject)."""
+    asked = [t.content for t in history if t.role == "user"][-turns:]
+    return " ".join(asked) if asked else None
 
 
 def carry_context(question: str, history: list[Turn], analyzer: Analyzer) -> str | None:

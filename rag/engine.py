@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -19,7 +20,7 @@ from rag.embedding import Embedder, build_embedder
 from rag.extractive import ExtractiveAnswerer, Selection, Sentence, SentenceScorer
 from rag.lexical import LEXICAL_VERSION, LexicalEncoder
 from rag.llm import NO_ANSWER, LLMClient, LLMError, answer_messages, rewrite_messages
-from rag.messages import QUOTE_INTRO, refusal
+from rag.messages import refusal
 from rag.models import Answer, Citation, Language, Passage, SearchFilters, Turn
 from rag.retrieval import Retriever
 from rag.sentences import sentence_spans
@@ -34,6 +35,25 @@ log = logging.getLogger("sanad")
 _LLM_SCREEN = 0.5
 # An answer sentence is tied to a passage sentence it covers this much of.
 _REPAIR_MIN = 0.35
+
+
+def _claims(answer: str, n: int) -> list[str]:
+    """What the answer says at each ``[n]``: the last sentence of the text before the marker.
+
+    Markers often follow the full stop ("... 900 times. [1]"); taking the sentence that
+    contains the marker would then give "[1]" alone (or the next sentence) as the claim.
+    """
+    claims: list[str] = []
+    start, end, last = 0, 0, 0
+    for m in re.finditer(r"\[(\d+)\]", answer):
+        if answer[last : m.start()].strip():  # text since the previous marker; adjacent markers share it
+            start, end = last, m.start()
+        last = m.end()
+        if int(m.group(1)) == n:
+            text = answer[start:end]
+            spans = sentence_spans(text)
+            claims.append(text[spans[-1][0] : spans[-1][1]] if spans else text)
+    return claims
 
 
 @dataclass
@@ -140,29 +160,32 @@ class Sanad:
         t1 = time.perf_counter()
         selection = self.extractive.select(query, passages)
         base = {"language": lang, "rewritten_question": rewritten}
-        # The screen uses the question language's floor: English coverage of Arabic text says little.
-        floor = self.settings.answer.min_support if lang == "ar" else self.settings.answer.min_support_en
+        floor = self.extractive.floor(query, selection)
         if self.llm is None or not passages or selection.support < floor * _LLM_SCREEN:
-            yield from self._offline(selection, base, degraded)
+            yield from self._offline(query, selection, base, degraded)
         else:
             yield from self._with_llm(query, passages, selection, base, whole=_whole, degraded=degraded)
         self.last_timings = Timings(retrieval_ms=(t1 - t0) * 1000, answer_ms=(time.perf_counter() - t1) * 1000)
 
-    def _refusal(self, base: dict[str, Any], **extra: Any) -> Iterator[Event]:
-        text = refusal(base["language"])
+    def _refusal(self, base: dict[str, Any], cross_script: bool = False, **extra: Any) -> Iterator[Event]:
+        text = refusal(base["language"], cross_script)
         yield Event("passages", [])
         yield Event("delta", text)
         yield Event("answer", Answer(answer=text, answerable=False, **base, **extra))
 
-    def _offline(self, selection: Selection, base: dict[str, Any], degraded: bool) -> Iterator[Event]:
-        if not self.extractive.answerable(selection, base["language"]):
-            yield from self._refusal(base, degraded=degraded)
+    def _offline(self, query: str, selection: Selection, base: dict[str, Any], degraded: bool) -> Iterator[Event]:
+        if not self.extractive.answerable(query, selection):
+            cross = self.extractive.floor(query, selection) == self.settings.answer.min_support_cross
+            yield from self._refusal(base, cross_script=cross and bool(selection.sentences), degraded=degraded)
             return
         lang = base["language"]
         citations = [s.citation(i) for i, s in enumerate(selection.sentences, 1)]
         yield Event("passages", citations)
         parts = []
-        intro = QUOTE_INTRO[lang]
+        intro = ""
+        if lang == "en":
+            arabic = any(detect_language(c.quote) == "ar" for c in citations)
+            intro = "The articles say (in Arabic): " if arabic else "The articles say: "
         for i, c in enumerate(citations):
             quote = f"«{c.quote}»" if lang == "en" else c.quote
             part = (intro if i == 0 else " ") + f"{quote} [{c.n}]"
@@ -189,9 +212,9 @@ class Sanad:
                 raw = self.llm.chat(messages)
             except LLMError as exc:
                 log.warning("LLM failed, answering offline: %s", exc)
-                yield from self._offline(selection, base, degraded=True)
+                yield from self._offline(query, selection, base, degraded=True)
                 return
-            yield from self._finish_llm(raw, passages, selection, base, degraded, streamed=False)
+            yield from self._finish_llm(query, raw, passages, selection, base, degraded, streamed=False)
             return
 
         yield Event("passages", numbered)
@@ -218,12 +241,13 @@ class Sanad:
             if emitted:
                 yield Event("reset", None)
             # After a reset the offline answer's own passages follow: its [n] are not the LLM's numbering.
-            yield from self._offline(selection, base, degraded=True)
+            yield from self._offline(query, selection, base, degraded=True)
             return
-        yield from self._finish_llm(raw, passages, selection, base, degraded, streamed=True)
+        yield from self._finish_llm(query, raw, passages, selection, base, degraded, streamed=True)
 
     def _finish_llm(
         self,
+        query: str,
         raw: str,
         passages: list[Passage],
         selection: Selection,
@@ -246,7 +270,7 @@ class Sanad:
             log.warning("LLM answer cites no passage; answering offline")
             if streamed:
                 yield Event("reset", None)
-            yield from self._offline(selection, base, degraded=True)
+            yield from self._offline(query, selection, base, degraded=True)
             return
         citations = [self._quote(k, passages[k - 1], text) for k in sorted(checker.order)]
         if not streamed:
@@ -273,7 +297,7 @@ class Sanad:
 
     def _quote(self, n: int, passage: Passage, answer: str) -> Citation:
         """The sentence of ``passage`` that best supports what the answer says at ``[n]``."""
-        claims = [answer[s:e] for s, e in sentence_spans(answer) if f"[{n}]" in answer[s:e]] or [answer]
+        claims = _claims(answer, n) or [answer]
         sentences = [
             Sentence(passage, s, e, passage.text[s:e]) for s, e in passage.sentences or [(0, len(passage.text))]
         ]

@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from rag.lexical import LexicalEncoder
 from rag.models import Citation, Passage
 from rag.settings import AnswerSettings
-from rag.text import fold
-from rag.translit import latin_to_arabic_candidates
+from rag.text import detect_language, fold
+from rag.translit import name_skeletons
 
 _GRAM_SHARE = 0.35
 
@@ -81,13 +81,25 @@ class SentenceScorer:
 
     def _query_features(self, question: str) -> tuple[set[str], set[str]]:
         terms, grams = self.encoder.features(question)
-        for word in question.split():
-            for cand in latin_to_arabic_candidates(word):
-                grams.extend(self.encoder.features(cand)[1])
         return set(terms), set(grams)
 
+    def _anchors(self, question: str) -> list[str]:
+        """What a question can share with text in the other script: names (as consonant
+        skeletons) and numbers."""
+        digits = [t for t in self.encoder.features(question)[0] if t.isdigit()]
+        return [f"k:{sk}" for sk in name_skeletons(question)] + [f"t:{d}" for d in digits]
+
     def score(self, question: str, sentences: list[Sentence]) -> None:
+        """Coverage of the question by each sentence, 0..1, stored in ``Sentence.score``.
+
+        A sentence in the question's script is scored on all the question's words,
+        weighted by rarity among the candidates. A sentence in the other script
+        (an English question, an Arabic article) can only share names and numbers,
+        so it is scored on those: the share of them it contains.
+        """
         q_terms, q_grams = self._query_features(question)
+        q_arabic = detect_language(question) == "ar"
+        anchors: list[str] | None = None
         feats = [self.encoder.features(s.text) for s in sentences]
         n = len(sentences) or 1
         df_t: Counter[str] = Counter()
@@ -99,6 +111,12 @@ class SentenceScorer:
         w_g = {g: math.log(1 + n / (df_g[g] + 0.5)) for g in q_grams}
         tot_t, tot_g = sum(w_t.values()), sum(w_g.values())
         for s, (terms, grams) in zip(sentences, feats, strict=True):
+            if (detect_language(s.text) == "ar") != q_arabic:
+                if anchors is None:
+                    anchors = self._anchors(question)
+                have = {f"t:{t}" for t in terms} | {f"k:{k}" for k in self.encoder.skeletons(s.text)}
+                s.score = sum(a in have for a in anchors) / len(anchors) if anchors else 0.0
+                continue
             cov_t = sum(w_t[t] for t in q_terms.intersection(terms)) / tot_t if tot_t else 0.0
             cov_g = sum(w_g[g] for g in q_grams.intersection(grams)) / tot_g if tot_g else 0.0
             s.score = (1 - _GRAM_SHARE) * cov_t + _GRAM_SHARE * cov_g if tot_t else cov_g
@@ -145,6 +163,11 @@ class ExtractiveAnswerer:
                 break
         return Selection(chosen, best)
 
-    def answerable(self, selection: Selection, language: str = "ar") -> bool:
-        floor = self.settings.min_support if language == "ar" else self.settings.min_support_en
-        return bool(selection.sentences) and selection.support >= floor
+    def floor(self, question: str, selection: Selection) -> float:
+        """The support an answer needs: across scripts it is measured differently (see ``score``)."""
+        best = selection.sentences[0].text if selection.sentences else question
+        cross = detect_language(best) != detect_language(question)
+        return self.settings.min_support_cross if cross else self.settings.min_support
+
+    def answerable(self, question: str, selection: Selection) -> bool:
+        return bool(selection.sentences) and selection.support >= self.floor(question, selection)

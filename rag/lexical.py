@@ -16,15 +16,17 @@ from collections import Counter
 
 from qdrant_client import models
 
-from rag.text import Analyzer, fold
+from rag.text import Analyzer, fold, is_arabic
+from rag.translit import arabic_skeleton, name_skeletons
 
 #: Bump when analysis changes: a collection built by another version is refused.
-LEXICAL_VERSION = "stems+grams4.v1"
+LEXICAL_VERSION = "stems+grams4+skeletons.v1"
 
 _K1 = 1.2
 _B = 0.75
 _AVG_TERMS = 110.0  # a chunk of 320 o200k tokens keeps about 110 content words
 _GRAMS_PER_TERM = 5.0
+_SKELETON_WEIGHT = 0.5  # only English questions carry skeletons: Arabic retrieval is unaffected
 
 
 def _hash(feature: str) -> int:
@@ -53,20 +55,26 @@ class LexicalEncoder:
         norm = _K1 * (1 - _B + _B * length / avg)
         return {_hash(prefix + f): weight * c * (_K1 + 1) / (c + norm) for f, c in counts.items()}
 
+    def skeletons(self, text: str) -> list[str]:
+        """Consonant skeletons of the Arabic words, for names asked about in Latin letters."""
+        return [sk for t in self.analyzer.tokens(text) if is_arabic(t) and len(sk := arabic_skeleton(t)) >= 2]
+
     def document(self, text: str) -> models.SparseVector:
         terms, grams = self.features(text)
         weights = self._bm25(Counter(terms), len(terms), _AVG_TERMS, "t:", 1.0)
         if self.gram_weight:
             g = self._bm25(Counter(grams), len(grams), _AVG_TERMS * _GRAMS_PER_TERM, "g:", self.gram_weight)
             weights.update(g)
+        skeletons = self.skeletons(text)
+        weights.update(self._bm25(Counter(skeletons), len(skeletons), _AVG_TERMS, "k:", _SKELETON_WEIGHT))
         return models.SparseVector(indices=list(weights), values=list(weights.values()))
 
-    def query(self, text: str, extra_words: list[str] | None = None) -> models.SparseVector:
-        """Query vector: each distinct feature once; ``extra_words`` add n-grams only (fuzzy match)."""
+    def query(self, text: str) -> models.SparseVector:
+        """Query vector: each distinct feature once. Latin-script names also query Arabic
+        spellings through their consonant skeletons (English questions, Arabic articles)."""
         terms, grams = self.features(text)
         weights = {_hash("t:" + t): 1.0 for t in terms}
         if self.gram_weight:
-            for word in extra_words or []:
-                grams.extend(char_grams(fold(word)))
             weights.update({_hash("g:" + g): self.gram_weight for g in set(grams)})
+        weights.update({_hash("k:" + sk): _SKELETON_WEIGHT for sk in name_skeletons(text)})
         return models.SparseVector(indices=list(weights), values=list(weights.values()))

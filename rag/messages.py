@@ -9,12 +9,16 @@ REFUSAL: dict[Language, str] = {
     "en": "The available articles do not contain an answer to this question.",
 }
 
-# Offline, English questions are answered with Arabic quotes: say so.
-QUOTE_INTRO: dict[Language, str] = {
-    "ar": "",
-    "en": "The articles (in Arabic) say: ",
+# Offline, a question in one script over articles in the other is matched only on names and
+# numbers; a refusal then says so rather than claiming the articles lack the answer.
+CROSS_SCRIPT_REFUSAL: dict[Language, str] = {
+    "ar": "لم أجد إجابة في المقالات. دون نموذج لغوي لا أطابق الأسئلة العربية مع المقالات الإنجليزية إلا "
+    "بالأسماء والأرقام؛ جرّب السؤال بالإنجليزية.",
+    "en": "I could not find an answer in the articles. Without a language model, English questions are "
+    "matched against Arabic articles only by names and numbers: try asking in Arabic, or configure an "
+    "LLM or a multilingual embeddings endpoint (SANAD_LLM__BASE_URL, SANAD_EMBED__BACKEND).",
 }
 
 
-def refusal(lang: Language) -> str:
-    return REFUSAL[lang]
+def refusal(lang: Language, cross_script: bool = False) -> str:
+    return (CROSS_SCRIPT_REFUSAL if cross_script else REFUSAL)[lang]

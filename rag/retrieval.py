@@ -10,7 +10,6 @@ from rag.models import Passage, SearchFilters
 from rag.settings import RetrievalSettings
 from rag.store import PassageStore
 from rag.text import fold
-from rag.translit import latin_to_arabic_candidates
 
 
 def date_number(value: object) -> int:
@@ -48,10 +47,7 @@ class Retriever:
 
     def search(self, query: str, top_k: int | None = None, filters: SearchFilters | None = None) -> list[Passage]:
         k = top_k or self.settings.top_k
-        # Latin-script words (names in an English question) also query as Arabic-script
-        # spellings, matched fuzzily through character n-grams.
-        extra = [c for w in query.split() for c in latin_to_arabic_candidates(w)]
-        sparse = self.encoder.query(query, extra_words=extra)
+        sparse = self.encoder.query(query)
         dense = self.embedder.embed_query(query) if self.embedder else None
         if not sparse.indices and dense is None:
             return []

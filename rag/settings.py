@@ -84,9 +84,9 @@ class AnswerSettings(BaseModel):
     max_sentences: int = Field(default=3, ge=1, le=10)
     # Share of the question's weighted terms the best sentence must cover; calibrated on the gold set.
     min_support: float = Field(default=0.25, ge=0, le=1)
-    # English questions over Arabic articles share only names and digits with them offline:
-    # coverage says little, so the bar is low (measured: see README, Evaluation).
-    min_support_en: float = Field(default=0.0, ge=0, le=1)
+    # Across scripts (an English question, Arabic articles) a sentence is judged on the names and
+    # numbers it shares with the question; the share of them found must reach this.
+    min_support_cross: float = Field(default=0.75, ge=0, le=1)
 
 
 class ServiceSettings(BaseModel):
