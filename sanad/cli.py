@@ -251,5 +251,13 @@ def squad_convert(
     )
 
 
+def _add_feedback_commands() -> None:
+    from service.slack.cli import feedback_app
+
+    app.add_typer(feedback_app, name="feedback", help="Answer feedback from the Slack bot.")
+
+
+_add_feedback_commands()
+
 if __name__ == "__main__":
     app()
