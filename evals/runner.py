@@ -15,7 +15,7 @@ from evals.gold import GoldItem
 from evals.metrics import ItemResult, score_item
 from rag.engine import Sanad
 from rag.models import Answer
-from rag.settings import QdrantSettings, Settings
+from rag.settings import Settings
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_GOLD = REPO / "evals" / "gold" / "seeds.jsonl"
@@ -72,7 +72,9 @@ def corpus_engine(corpus: list[Path], base: Settings | None = None) -> Iterator[
 
     base = base or Settings()
     with tempfile.TemporaryDirectory(prefix="sanad-eval-") as tmp:
-        settings = base.model_copy(update={"data_dir": Path(tmp), "qdrant": QdrantSettings(path=":memory:")})
+        # A fresh embedded store in the temporary folder (the configured engine, never a server).
+        qdrant = base.qdrant.model_copy(update={"url": None, "path": None, "collection": "eval"})
+        settings = base.model_copy(update={"data_dir": Path(tmp), "qdrant": qdrant})
         engine = Sanad.open(settings)
         try:
             summary = Indexer(engine.store, engine.encoder, engine.embedder, settings.index).index_paths(corpus)

@@ -41,6 +41,7 @@ def _o200k():  # type: ignore[no-untyped-def]
 class Chunker:
     def __init__(self, chunk_tokens: int = 160, overlap: int = 0) -> None:
         enc = _o200k()
+        self._overlap = overlap
         self._splitter = SentenceSplitter(
             chunk_size=chunk_tokens,
             chunk_overlap=overlap,
@@ -63,5 +64,7 @@ class Chunker:
                 raise AssertionError("chunk text not found in the original")  # pragma: no cover
             end = start + len(piece)
             chunks.append(Chunk(len(chunks), piece, start, end, sentence_spans(piece)))
-            cursor = start + 1
+            # Without overlap the next chunk starts after this one: searching from inside it would
+            # place a chunk whose text repeats earlier content (a repeated paragraph) at the wrong offset.
+            cursor = start + 1 if self._overlap else end
         return chunks

@@ -143,4 +143,8 @@ class Indexer:
             self.index_articles(read_path(f, self.settings.max_file_bytes), summary)
             if on_file:
                 on_file(f)
+        if summary.added or summary.updated:
+            t0 = time.perf_counter()
+            self.store.optimize()
+            summary.seconds += time.perf_counter() - t0
         return summary

@@ -60,6 +60,9 @@ class QdrantSettings(BaseModel):
     url: str | None = None
     api_key: SecretStr | None = None
     path: str | None = None
+    # Embedded engine for an on-disk path: "edge" (qdrant-edge, fast at any size) or "local"
+    # (qdrant-client local mode, pure Python; fine for a few hundred chunks). ":memory:" is always local mode.
+    engine: Literal["edge", "local"] = "edge"
     collection: str = "sanad"
     timeout: float = Field(default=10.0, gt=0)
 

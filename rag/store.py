@@ -70,6 +70,10 @@ def open_client(settings: Settings) -> QdrantClient:
     path = Path(settings.qdrant_path)
     path.mkdir(parents=True, exist_ok=True)
     try:
+        if q.engine == "edge":
+            from rag.edge import EdgeClient
+
+            return EdgeClient(path / "edge")  # type: ignore[return-value]  # same interface, see rag/edge.py
         return QdrantClient(path=str(path))
     except RuntimeError as exc:
         if "already accessed" not in str(exc):
@@ -114,6 +118,9 @@ class PassageStore:
                 vectors_config=dense,
                 sparse_vectors_config={LEXICAL: models.SparseVectorParams(modifier=models.Modifier.IDF)},
             )
+            # Filtered search at scale needs payload indexes (a server and qdrant-edge use them).
+            self.client.create_payload_index(self.chunks, "doc_id", models.PayloadSchemaType.KEYWORD)
+            self.client.create_payload_index(self.chunks, "date_num", models.PayloadSchemaType.INTEGER)
         if not self.client.collection_exists(self.documents):
             self.client.create_collection(self.documents, vectors_config={})
         found = self.client.retrieve(self.documents, [_MANIFEST_ID])
@@ -141,6 +148,12 @@ class PassageStore:
 
     def close(self) -> None:
         self.client.close()
+
+    def optimize(self) -> None:
+        """Merge segments after bulk writes (qdrant-edge has no background optimizer)."""
+        optimize = getattr(self.client, "optimize", None)
+        if callable(optimize):
+            optimize()
 
     # -- documents -------------------------------------------------------
     def get_document(self, doc_id: str) -> dict[str, Any] | None:
