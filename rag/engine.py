@@ -312,8 +312,11 @@ class Sanad:
         index = {p.chunk_id: i for i, p in enumerate(passages, 1)}
         for s, e in sentence_spans(text) or [(0, len(text))]:
             claim = text[s:e]
-            self.scorer.score(claim, candidates)
-            best = max(candidates, key=lambda c: c.score, default=None)
+            # Across scripts only a name's consonants or a number can match, which is no evidence on its
+            # own ("Paris" meets برئاسة): an unmarked claim is tied only to a sentence in its own script.
+            same = [c for c in candidates if detect_language(c.text) == detect_language(claim)]
+            self.scorer.score(claim, same)
+            best = max(same, key=lambda c: c.score, default=None)
             if best is not None and best.score >= _REPAIR_MIN:
                 k = index[best.passage.chunk_id]
                 if k not in checker.order:

@@ -116,6 +116,8 @@ class SentenceScorer:
                     anchors = self._anchors(question)
                 have = {f"t:{t}" for t in terms} | {f"k:{k}" for k in self.encoder.skeletons(s.text)}
                 s.score = sum(a in have for a in anchors) / len(anchors) if anchors else 0.0
+                if len(anchors) == 1:  # one three-consonant skeleton matches by chance too often
+                    s.score *= 0.7
                 continue
             cov_t = sum(w_t[t] for t in q_terms.intersection(terms)) / tot_t if tot_t else 0.0
             cov_g = sum(w_g[g] for g in q_grams.intersection(grams)) / tot_g if tot_g else 0.0

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 import uuid
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -118,9 +119,12 @@ class PassageStore:
                 vectors_config=dense,
                 sparse_vectors_config={LEXICAL: models.SparseVectorParams(modifier=models.Modifier.IDF)},
             )
-            # Filtered search at scale needs payload indexes (a server and qdrant-edge use them).
-            self.client.create_payload_index(self.chunks, "doc_id", models.PayloadSchemaType.KEYWORD)
-            self.client.create_payload_index(self.chunks, "date_num", models.PayloadSchemaType.INTEGER)
+            # Filtered search at scale needs payload indexes (a server and qdrant-edge use them;
+            # local mode ignores them, with a warning that says only that).
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", UserWarning)
+                self.client.create_payload_index(self.chunks, "doc_id", models.PayloadSchemaType.KEYWORD)
+                self.client.create_payload_index(self.chunks, "date_num", models.PayloadSchemaType.INTEGER)
         if not self.client.collection_exists(self.documents):
             self.client.create_collection(self.documents, vectors_config={})
         found = self.client.retrieve(self.documents, [_MANIFEST_ID])
