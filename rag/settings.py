@@ -79,7 +79,7 @@ class RetrievalSettings(BaseModel):
     top_k: int = Field(default=5, ge=1, le=100)
     candidates: int = Field(default=40, ge=1, le=1000)
     # Weight of character n-gram features beside word stems in the lexical vector.
-    gram_weight: float = Field(default=0.2, ge=0)
+    gram_weight: float = Field(default=0.35, ge=0)
     fusion: Literal["rrf", "dbsf"] = "rrf"
 
 

@@ -1,0 +1,65 @@
+"""Shared fixtures: fresh settings per test, and one engine with the seed articles indexed per module.
+
+Kept generic on purpose: service tests build their own apps on top of these or of their own fixtures.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from index.ingest import Indexer
+from rag.engine import Sanad
+from rag.settings import Settings
+
+REPO = Path(__file__).resolve().parents[1]
+SEEDS = REPO / "seeds"
+SEED_IDS = sorted(p.stem for p in SEEDS.glob("*.txt"))
+REFUSAL_AR = "لا تتضمن المقالات المتاحة إجابة عن هذا السؤال."
+
+
+def read_seed(doc_id: str) -> str:
+    """A seed article's text exactly as the reader decodes it (offsets refer to this)."""
+    return (SEEDS / f"{doc_id}.txt").read_bytes().decode("utf-8-sig")
+
+
+def index_seeds(engine: Sanad, settings: Settings) -> None:
+    summary = Indexer(engine.store, engine.encoder, engine.embedder, settings.index).index_paths([SEEDS])
+    assert summary.documents == len(SEED_IDS) and not summary.skipped, summary
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _no_sanad_env() -> Iterator[None]:
+    """A developer's SANAD_* variables (an LLM URL, a data dir) must not leak into the tests."""
+    with pytest.MonkeyPatch.context() as mp:
+        for key in list(os.environ):
+            if key.startswith("SANAD_"):
+                mp.delenv(key)
+        yield
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    """Offline settings on an in-memory store, state under a fresh folder."""
+    return Settings.in_memory(tmp_path)
+
+
+@pytest.fixture
+def engine(settings: Settings) -> Iterator[Sanad]:
+    """An empty engine on ``settings``."""
+    eng = Sanad.open(settings)
+    yield eng
+    eng.close()
+
+
+@pytest.fixture(scope="module")
+def seeded_engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sanad]:
+    """The offline engine with the seed articles indexed; built once per module, treat as read-only."""
+    settings = Settings.in_memory(tmp_path_factory.mktemp("seeded"))
+    eng = Sanad.open(settings)
+    index_seeds(eng, settings)
+    yield eng
+    eng.close()

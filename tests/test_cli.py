@@ -1,0 +1,113 @@
+"""The ``sanad`` command line, run the way a user runs it, on a data folder of its own."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from sanad.cli import app
+from tests.conftest import REFUSAL_AR, SEED_IDS, SEEDS, read_seed
+
+runner = CliRunner()
+
+
+def sanad(*args: str) -> tuple[int, str, str]:
+    result = runner.invoke(app, list(args))
+    if result.exception and not isinstance(result.exception, SystemExit):
+        raise result.exception
+    flat = lambda s: " ".join(s.split())  # noqa: E731 - rich wraps long lines
+    return result.exit_code, flat(result.stdout), flat(result.stderr)
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A data folder with the seeds indexed once through the CLI."""
+    folder = tmp_path_factory.mktemp("cli") / "data"
+    code, out, err = sanad("index", str(SEEDS), "--data-dir", str(folder))
+    assert code == 0, err
+    assert re.search(r"\b5 documents \(5 added, 0 updated, 0 unchanged\), \d+ chunks, 0 skipped", out), out
+    return folder
+
+
+def test_index_twice_reports_everything_unchanged(data_dir: Path) -> None:
+    code, out, _ = sanad("index", str(SEEDS), "--data-dir", str(data_dir))
+    assert code == 0
+    assert "5 documents (0 added, 0 updated, 5 unchanged)" in out
+
+
+def test_documents_lists_the_indexed_articles(data_dir: Path) -> None:
+    code, out, _ = sanad("documents", "--data-dir", str(data_dir))
+    assert code == 0
+    assert all(doc_id in out for doc_id in SEED_IDS)
+
+
+def test_ask_json_gives_the_answer_with_citations(data_dir: Path) -> None:
+    result = runner.invoke(app, ["ask", "من يرأس وفد حماس في مفاوضات القاهرة؟", "--json", "--data-dir", str(data_dir)])
+    assert result.exit_code == 0, result.stderr
+    answer = json.loads(result.stdout)
+    assert answer["answerable"] is True and answer["language"] == "ar"
+    assert "خليل الحية" in answer["answer"]
+    assert answer["citations"]
+    for c in answer["citations"]:
+        assert f"[{c['n']}]" in answer["answer"]
+        assert read_seed(c["doc_id"])[c["start"] : c["end"]] == c["quote"]
+    assert answer["citations"][0]["doc_id"] == "002_823df25e19dc7a4e"
+
+
+def test_ask_prints_the_answer_and_its_sources(data_dir: Path) -> None:
+    code, out, _ = sanad("ask", "كم مرة انتهك الجيش الإسرائيلي وقف إطلاق النار بحسب غازي حمد؟", "--data-dir",
+                         str(data_dir))
+    assert code == 0
+    assert "900" in out and "004_62f51f2fac3a5964" in out
+
+
+def test_ask_doc_filter(data_dir: Path) -> None:
+    result = runner.invoke(app, ["ask", "من يرأس جهاز المخابرات العامة المصرية؟", "--json", "--doc",
+                                 "000_ddb8d80929f4d864", "--data-dir", str(data_dir)])
+    assert result.exit_code == 0
+    assert {c["doc_id"] for c in json.loads(result.stdout)["citations"]} == {"000_ddb8d80929f4d864"}
+
+
+def test_unanswerable_question_is_refused(data_dir: Path) -> None:
+    result = runner.invoke(app, ["ask", "كيف أطبخ الكبسة بالدجاج؟", "--json", "--data-dir", str(data_dir)])
+    answer = json.loads(result.stdout)
+    assert (answer["answerable"], answer["citations"], answer["answer"]) == (False, [], REFUSAL_AR)
+
+
+@pytest.mark.parametrize("question", ["", "   "])
+def test_empty_question_exits_2_with_a_message(data_dir: Path, question: str) -> None:
+    code, out, err = sanad("ask", question, "--data-dir", str(data_dir))
+    assert code == 2
+    assert "question is empty" in err
+    assert out == ""
+
+
+def test_ask_on_an_empty_index_says_how_to_fill_it(tmp_path: Path) -> None:
+    code, _, err = sanad("ask", "من يرأس وفد حماس؟", "--data-dir", str(tmp_path / "empty"))
+    assert code == 0
+    assert "sanad index" in err
+
+
+def test_index_reports_bad_files_as_skipped_and_indexes_the_rest(tmp_path: Path) -> None:
+    folder = tmp_path / "in"
+    folder.mkdir()
+    (folder / "good.txt").write_text("اجتماع في الدوحة\nعقد الوسطاء اجتماعا جديدا في الدوحة.\n", encoding="utf-8")
+    (folder / "image.txt").write_bytes(b"\x89PNG\x00\x00\x00")
+    (folder / "blank.md").write_text("\n\n", encoding="utf-8")
+    code, out, err = sanad("index", str(folder), "--data-dir", str(tmp_path / "data"))
+    assert code == 0
+    assert "1 documents (1 added" in out and "2 skipped" in out
+    assert re.search(r"skipped \S*image\.txt: binary file", err), err
+    assert re.search(r"skipped \S*blank\.md: empty", err), err
+
+
+def test_index_with_nothing_indexable_fails(tmp_path: Path) -> None:
+    bad = tmp_path / "notes.pdf"
+    bad.write_bytes(b"%PDF-1.4")
+    code, out, err = sanad("index", str(bad), "--data-dir", str(tmp_path / "data"))
+    assert code == 1
+    assert "unsupported file type" in err and "0 documents" in out
