@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import re
+import unicodedata
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date
@@ -42,6 +43,13 @@ def iter_files(paths: list[Path]) -> Iterator[Path]:
             yield path
 
 
+def _reads_as_text(text: str) -> bool:
+    sample = text[:20000]
+    letters = sum(ch.isalpha() or ch.isspace() for ch in sample)
+    controls = sum(unicodedata.category(ch) == "Cc" and ch not in "\r\n\t" for ch in sample)
+    return letters >= 0.7 * len(sample) and controls <= 0.01 * len(sample)
+
+
 def _decode(raw: bytes) -> str:
     utf16 = raw[:2] in (b"\xff\xfe", b"\xfe\xff")  # UTF-16 text has NUL bytes: check the BOM first
     if b"\x00" in raw[:8192] and not utf16:
@@ -53,6 +61,9 @@ def _decode(raw: bytes) -> str:
             text = raw.decode("utf-16") if utf16 else raw.decode("cp1256")
         except UnicodeDecodeError:
             raise ValueError("not UTF-8 text (undecodable)") from None
+        # Windows-1256 (older Arabic sites) decodes any bytes; only accept it when it reads as text.
+        if not utf16 and not _reads_as_text(text):
+            raise ValueError("not UTF-8 text (undecodable)")
     if not text.strip():
         raise ValueError("empty")
     return text

@@ -161,6 +161,15 @@ def test_undecodable_file_is_skipped(tmp_path: Path) -> None:
     assert "undecodable" in skipped_reason(f)
 
 
+def test_random_bytes_are_not_read_as_windows_1256(tmp_path: Path) -> None:
+    import random
+
+    noise = bytes(random.Random(7).randrange(1, 256) for _ in range(4000))
+    f = tmp_path / "noise.txt"
+    f.write_bytes(noise)
+    assert "undecodable" in skipped_reason(f)
+
+
 def test_utf16_file_with_bom_is_read(tmp_path: Path) -> None:
     f = tmp_path / "notepad.txt"
     f.write_bytes("عنوان المقال\nنص المقال هنا.\n".encode("utf-16"))
