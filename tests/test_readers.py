@@ -164,7 +164,8 @@ def test_undecodable_file_is_skipped(tmp_path: Path) -> None:
 def test_random_bytes_are_not_read_as_windows_1256(tmp_path: Path) -> None:
     import random
 
-    noise = bytes(random.Random(7).randrange(1, 256) for _ in range(4000))
+    rng = random.Random(7)
+    noise = bytes(rng.randrange(1, 256) for _ in range(4000))
     f = tmp_path / "noise.txt"
     f.write_bytes(noise)
     assert "undecodable" in skipped_reason(f)
