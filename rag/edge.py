@@ -71,9 +71,9 @@ def _match(m: Any) -> Any:
     if isinstance(m, models.MatchValue):
         return qe.MatchValue(m.value)
     if isinstance(m, models.MatchAny):
-        return qe.MatchAny(list(m.any))
+        return qe.MatchAny(list(m.any))  # type: ignore[arg-type]  # ints or strs, as given
     if isinstance(m, models.MatchExcept):
-        return qe.MatchExcept(list(m.except_))
+        return qe.MatchExcept(list(m.except_))  # type: ignore[arg-type]
     if isinstance(m, models.MatchText):
         return qe.MatchText(m.text)
     if isinstance(m, models.MatchPhrase):
@@ -108,7 +108,7 @@ def _condition(c: Any) -> Any:
     if isinstance(c, models.IsNullCondition):
         return qe.IsNullCondition(c.is_null.key)
     if isinstance(c, models.NestedCondition):
-        return qe.NestedCondition(c.nested.key, to_filter(c.nested.filter))
+        return qe.NestedCondition(c.nested.key, _required(c.nested.filter))
     if isinstance(c, models.HasVectorCondition):
         return qe.HasVectorCondition(c.has_vector)
     raise NotImplementedError(f"condition {type(c).__name__}")
@@ -126,8 +126,14 @@ def to_filter(f: models.Filter | None) -> qe.Filter | None:
         return None
     min_should = None
     if f.min_should is not None:
-        min_should = qe.MinShould(_conds(f.min_should.conditions), f.min_should.min_count)
+        min_should = qe.MinShould(_conds(f.min_should.conditions) or [], f.min_should.min_count)
     return qe.Filter(must=_conds(f.must), should=_conds(f.should), must_not=_conds(f.must_not), min_should=min_should)
+
+
+def _required(f: models.Filter) -> qe.Filter:
+    out = to_filter(f)
+    assert out is not None
+    return out
 
 
 # -- vectors / queries -----------------------------------------------------------
@@ -297,9 +303,9 @@ class EdgeClient:
         shard = self._shard(collection_name)
         sel = points_selector
         if isinstance(sel, models.FilterSelector):
-            op = qe.UpdateOperation.delete_points_by_filter(to_filter(sel.filter))
+            op = qe.UpdateOperation.delete_points_by_filter(_required(sel.filter))
         elif isinstance(sel, models.Filter):
-            op = qe.UpdateOperation.delete_points_by_filter(to_filter(sel))
+            op = qe.UpdateOperation.delete_points_by_filter(_required(sel))
         elif isinstance(sel, models.PointIdsList):
             op = qe.UpdateOperation.delete_points([_in_id(i) for i in sel.points])
         else:

@@ -58,7 +58,7 @@ def _claims(answer: str, n: int) -> list[str]:
 
 @dataclass
 class Event:
-    kind: Literal["passages", "delta", "reset", "answer"]
+    kind: Literal["passages", "delta", "reset", "answer", "timings"]
     data: Any
 
 
@@ -86,7 +86,6 @@ class Sanad:
         self.extractive = ExtractiveAnswerer(encoder, settings.answer)
         self.scorer = SentenceScorer(encoder)
         self.llm = llm
-        self.last_timings = Timings()
 
     @classmethod
     def open(cls, settings: Settings) -> Sanad:
@@ -137,12 +136,24 @@ class Sanad:
         top_k: int | None = None,
         filters: SearchFilters | None = None,
     ) -> Answer:
-        answer = None
+        return self.ask_timed(question, history, top_k, filters)[0]
+
+    def ask_timed(
+        self,
+        question: str,
+        history: list[Turn] | None = None,
+        top_k: int | None = None,
+        filters: SearchFilters | None = None,
+    ) -> tuple[Answer, Timings]:
+        """The answer, and how long retrieval and answering took for this call."""
+        answer, timings = None, Timings()
         for event in self.stream(question, history, top_k, filters, _whole=True):
             if event.kind == "answer":
                 answer = event.data
+            elif event.kind == "timings":
+                timings = event.data
         assert isinstance(answer, Answer)
-        return answer
+        return answer, timings
 
     def stream(
         self,
@@ -165,7 +176,8 @@ class Sanad:
             yield from self._offline(query, selection, base, degraded)
         else:
             yield from self._with_llm(query, passages, selection, base, whole=_whole, degraded=degraded)
-        self.last_timings = Timings(retrieval_ms=(t1 - t0) * 1000, answer_ms=(time.perf_counter() - t1) * 1000)
+        # Per call (the service answers many questions at once): the last event, after the answer.
+        yield Event("timings", Timings(retrieval_ms=(t1 - t0) * 1000, answer_ms=(time.perf_counter() - t1) * 1000))
 
     def _refusal(self, base: dict[str, Any], cross_script: bool = False, **extra: Any) -> Iterator[Event]:
         text = refusal(base["language"], cross_script)

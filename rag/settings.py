@@ -100,6 +100,12 @@ class ServiceSettings(BaseModel):
     max_turns: int = Field(default=200, ge=2, description="Turns kept per conversation; older ones are dropped.")
     history_turns: int = Field(default=6, ge=0, description="Recent turns used to understand a follow-up.")
     rate_limit_per_minute: int = Field(default=120, ge=0, description="Per client; 0 disables the limit.")
+    body_timeout: float = Field(default=30.0, gt=0, description="Seconds to receive a whole request body; then 408.")
+    header_timeout: float = Field(default=10.0, gt=0,
+                                  description="Seconds to receive a request's headers; then the connection is closed.")
+    store_retry_seconds: float = Field(default=5.0, gt=0,
+                                       description="Pause between attempts to reach a Qdrant server that was down at "
+                                                   "start-up (the service answers 503 meanwhile).")
 
 
 class SlackSettings(BaseModel):

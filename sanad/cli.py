@@ -259,5 +259,14 @@ def _add_feedback_commands() -> None:
 
 _add_feedback_commands()
 
+
+def _add_bench_commands() -> None:
+    from evals.bench.cli import bench_app
+
+    app.add_typer(bench_app, name="bench", help="Benchmarks (retrieval, pipeline, scale, load).")
+
+
+_add_bench_commands()
+
 if __name__ == "__main__":
     app()

@@ -43,8 +43,7 @@ async def open_session(conversations: ConversationStore, session_id: str | None,
 
 def _ask(engine: Sanad, question: str, history: list[Turn], top_k: int | None,
          filters: SearchFilters | None) -> tuple[Answer, Timings]:
-    answer = engine.ask(question, history=history, top_k=top_k, filters=filters)
-    return answer, engine.last_timings
+    return engine.ask_timed(question, history=history, top_k=top_k, filters=filters)
 
 
 async def ask(engine: Sanad, question: str, history: list[Turn], top_k: int | None,

@@ -69,8 +69,10 @@ def assert_quote_is_a_sentence_of(citation: Any) -> None:
 
 
 def final(events: list[Event]) -> Answer:
-    assert events[-1].kind == "answer"
-    return events[-1].data
+    """The answer event closes what a client sees (only the call's timings follow it)."""
+    shown = [e for e in events if e.kind != "timings"]
+    assert shown[-1].kind == "answer" and events[-1].kind == "timings"
+    return shown[-1].data
 
 
 def test_reply_citing_1_is_tied_to_the_first_passage_of_the_prompt(llm_engine: Sanad, fake: FakeOpenAI) -> None:
@@ -182,8 +184,8 @@ def test_stream_yields_passages_then_deltas_then_the_answer(llm_engine: Sanad, f
     fake.reply = lambda messages: f"بحسب غازي حمد، {CLAIM} [1]، وأدت الانتهاكات إلى استشهاد 440 شخصا [1]."
     events = list(llm_engine.stream(QUESTION))
     kinds = [e.kind for e in events]
-    assert kinds[0] == "passages" and kinds[-1] == "answer"
-    assert set(kinds[1:-1]) == {"delta"} and len(kinds) > 5  # the text really arrives in pieces
+    assert kinds[0] == "passages" and kinds[-2:] == ["answer", "timings"]
+    assert set(kinds[1:-2]) == {"delta"} and len(kinds) > 6  # the text really arrives in pieces
     passages = prompt_passages(chat_messages(fake))
     assert [c.text for c in events[0].data] == list(passages.values())
     answer = final(events)

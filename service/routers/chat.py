@@ -10,7 +10,7 @@ from fastapi import APIRouter, Body
 from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
-from rag.engine import Sanad
+from rag.engine import Sanad, Timings
 from rag.models import Answer, SearchFilters, Turn
 from service import answering, sse
 from service.conversations import ConversationStore
@@ -65,6 +65,7 @@ async def _events(engine: Sanad, conversations: ConversationStore, metrics: Metr
                   question: str, session_id: str, history: list[Turn], top_k: int | None,
                   filters: SearchFilters | None) -> AsyncIterator[str]:
     final: Answer | None = None
+    timings = Timings()
     try:
         async for ev in answering.stream(engine, question, history, top_k, filters):
             if ev.kind == "passages":
@@ -73,6 +74,8 @@ async def _events(engine: Sanad, conversations: ConversationStore, metrics: Metr
                 yield sse.event("delta", {"text": ev.data})
             elif ev.kind == "reset":
                 yield sse.event("reset", {})
+            elif ev.kind == "timings":
+                timings = ev.data
             elif ev.kind == "answer":
                 final = ev.data.model_copy(update={"session_id": session_id})
                 # Stored before the client hears of it: a GET right after the stream sees the turn.
@@ -87,6 +90,5 @@ async def _events(engine: Sanad, conversations: ConversationStore, metrics: Metr
         yield sse.event("error", error_body(code, message))
         return
     if final is not None:
-        timings = engine.last_timings
         metrics.observe_answer(final, timings.retrieval_ms, timings.answer_ms, "chat")
     yield sse.event("done", {})

@@ -47,6 +47,11 @@ async def healthz() -> dict[str, str]:
 async def readyz(request: Request) -> JSONResponse:
     state: ServiceState | None = getattr(request.app.state, "sanad", None)
     if state is None:
+        reason = getattr(request.app.state, "store_error", None)
+        if reason:  # a Qdrant server that was down at start-up; retried in the background
+            return JSONResponse({"status": "unavailable", "store": {"ok": False, "reason": reason},
+                                 "error": {"code": "store_unavailable",
+                                           "message": f"The store is unreachable: {reason}"}}, status_code=503)
         return JSONResponse({"status": "starting", "error": {"code": "starting", "message": "Starting up."}},
                             status_code=503)
     engine = state.engine

@@ -20,7 +20,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body
 from fastapi.responses import JSONResponse, StreamingResponse
 
-from rag.engine import Sanad
+from rag.engine import Sanad, Timings
 from rag.models import Answer, SearchFilters, Turn
 from service import answering, sse
 from service.deps import EngineDep, MetricsDep, SettingsDep, authenticated
@@ -118,6 +118,7 @@ async def _chunks(engine: Sanad, metrics: Metrics, model: str, question: str, hi
                               **extra})
 
     final: Answer | None = None
+    timings = Timings()
     started = False
     try:
         async for ev in answering.stream(engine, question, history, top_k, filters):
@@ -134,6 +135,8 @@ async def _chunks(engine: Sanad, metrics: Metrics, model: str, question: str, hi
                 # The protocol cannot take text back: the offline answer follows after a blank line,
                 # and the last chunk carries the authoritative citations.
                 yield chunk({"content": "\n\n"}, sanad={"reset": True})
+            elif ev.kind == "timings":
+                timings = ev.data
             elif ev.kind == "answer":
                 final = ev.data
     except Exception as exc:
@@ -143,7 +146,6 @@ async def _chunks(engine: Sanad, metrics: Metrics, model: str, question: str, hi
         yield sse.data_only("[DONE]")
         return
     if final is not None:
-        timings = engine.last_timings
         metrics.observe_answer(final, timings.retrieval_ms, timings.answer_ms, "openai")
         yield chunk({}, "stop", **_extras(final))
         if include_usage:

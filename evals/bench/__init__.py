@@ -1,0 +1,1 @@
+"""Benchmarks run by ``sanad bench`` (never timed tests)."""

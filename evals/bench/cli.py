@@ -1,0 +1,81 @@
+"""``sanad bench ...``: retrieval, pipeline, scale and load benchmarks (never part of the test suite)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from evals.bench.common import RESULTS, console
+
+bench_app = typer.Typer(help="Benchmarks: tables printed, JSON + Markdown written under --out.", no_args_is_help=True)
+
+Out = Annotated[Path, typer.Option("--out", help="Folder for the JSON and Markdown results.")]
+Repeats = Annotated[int, typer.Option("--repeats", min=1, help="Passes per latency measurement (medians reported).")]
+
+
+@bench_app.command()
+def retrieval(out: Out = RESULTS, repeats: Repeats = 3) -> None:
+    """XQuAD Arabic: Sanad's retrieval vs bm25s with whitespace tokens (R@k, MRR@10, latency)."""
+    from evals.bench import retrieval as mod
+
+    mod.run(out, repeats=repeats)
+
+
+@bench_app.command()
+def pipeline(out: Out = RESULTS, repeats: Repeats = 3) -> None:
+    """Seeds + gold set: Sanad vs a default llama-index VectorStoreIndex (hit@k, fact recall, latency)."""
+    from evals.bench import pipeline as mod
+
+    mod.run(out, repeats=repeats)
+
+
+@bench_app.command()
+def scale(
+    out: Out = RESULTS,
+    sizes: Annotated[list[int] | None, typer.Option("--size", help="Chunk counts for edge (repeatable).")] = None,
+    local_sizes: Annotated[
+        list[int] | None, typer.Option("--local-size", help="Chunk counts for local mode (repeatable).")
+    ] = None,
+    queries: Annotated[int, typer.Option(help="Queries per size (edge); local mode uses at most 20.")] = 100,
+) -> None:
+    """Embedded store at 1k/10k/100k chunks: indexing rate, disk, peak RSS, engine.search p50/p95, plot."""
+    from evals.bench import scale as mod
+
+    mod.run(out, sizes or [1000, 10000, 100000], local_sizes if local_sizes is not None else [1000, 10000], queries)
+
+
+@bench_app.command()
+def load(
+    out: Out = RESULTS,
+    clients: Annotated[list[int] | None, typer.Option("--clients", help="Concurrency levels (repeatable).")] = None,
+    duration: Annotated[float, typer.Option(help="Seconds per concurrency level.")] = 15.0,
+    profile: Annotated[bool, typer.Option(help="Profile the server with py-spy at 8 clients.")] = True,
+) -> None:
+    """``sanad serve`` on 127.0.0.1 under 1/8/32/64 concurrent clients on POST /v1/chat."""
+    from evals.bench import load as mod
+
+    mod.run(out, clients or [1, 8, 32, 64], duration, profile)
+
+
+@bench_app.command("all")
+def run_all(out: Out = RESULTS, repeats: Repeats = 3) -> None:
+    """Every benchmark in sequence."""
+    from evals.bench import load as load_mod
+    from evals.bench import pipeline as pipeline_mod
+    from evals.bench import retrieval as retrieval_mod
+    from evals.bench import scale as scale_mod
+
+    times: dict[str, float] = {}
+    for name, fn in (
+        ("retrieval", lambda: retrieval_mod.run(out, repeats=repeats)),
+        ("pipeline", lambda: pipeline_mod.run(out, repeats=repeats)),
+        ("scale", lambda: scale_mod.run(out, [1000, 10000, 100000], [1000, 10000], 100)),
+        ("load", lambda: load_mod.run(out, [1, 8, 32, 64], 15.0, True)),
+    ):
+        t = time.perf_counter()
+        fn()
+        times[name] = time.perf_counter() - t
+    console.print("runtimes: " + ", ".join(f"{k} {v:.0f} s" for k, v in times.items()))
