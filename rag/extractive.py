@@ -14,11 +14,12 @@ import math
 import re
 from collections import Counter
 from dataclasses import dataclass
+from functools import lru_cache
 
 from rag.lexical import LexicalEncoder
 from rag.models import Citation, Passage
 from rag.settings import AnswerSettings
-from rag.text import detect_language, fold
+from rag.text import detect_language, fold, fold_cached
 from rag.translit import name_skeletons
 
 _GRAM_SHARE = 0.35
@@ -39,7 +40,7 @@ _TIME = re.compile(
 
 def answer_type_ok(question: str, sentence: str) -> bool:
     """Whether ``sentence`` holds the kind of thing ``question`` asks for (where checkable)."""
-    folded = fold(sentence)
+    folded = fold_cached(sentence)
     if _ASKS_COUNT.search(question) and not _NUMBER.search(folded):
         return False
     return not (_ASKS_TIME.search(question) and not _TIME.search(folded))
@@ -78,6 +79,10 @@ class SentenceScorer:
 
     def __init__(self, encoder: LexicalEncoder) -> None:
         self.encoder = encoder
+        # The same passages come back for many questions: analyse each sentence once (this was
+        # most of an answer's CPU time, measured with cProfile).
+        self._features = lru_cache(maxsize=50_000)(encoder.features)
+        self._skeletons = lru_cache(maxsize=50_000)(encoder.skeletons)
 
     def _query_features(self, question: str) -> tuple[set[str], set[str]]:
         terms, grams = self.encoder.features(question)
@@ -100,7 +105,7 @@ class SentenceScorer:
         q_terms, q_grams = self._query_features(question)
         q_arabic = detect_language(question) == "ar"
         anchors: list[str] | None = None
-        feats = [self.encoder.features(s.text) for s in sentences]
+        feats = [self._features(s.text) for s in sentences]
         n = len(sentences) or 1
         df_t: Counter[str] = Counter()
         df_g: Counter[str] = Counter()
@@ -114,7 +119,7 @@ class SentenceScorer:
             if (detect_language(s.text) == "ar") != q_arabic:
                 if anchors is None:
                     anchors = self._anchors(question)
-                have = {f"t:{t}" for t in terms} | {f"k:{k}" for k in self.encoder.skeletons(s.text)}
+                have = {f"t:{t}" for t in terms} | {f"k:{k}" for k in self._skeletons(s.text)}
                 s.score = sum(a in have for a in anchors) / len(anchors) if anchors else 0.0
                 if len(anchors) == 1:  # one three-consonant skeleton matches by chance too often
                     s.score *= 0.7
@@ -147,7 +152,7 @@ class ExtractiveAnswerer:
         titles = {fold(p.title) for p in passages}
         for s in sentences:
             s.score *= 1.0 - 0.03 * rank[s.passage.chunk_id]
-            if fold(s.text) in titles:  # a headline repeated in the body says little
+            if fold_cached(s.text) in titles:  # a headline repeated in the body says little
                 s.score *= 0.8
             if not answer_type_ok(question, s.text):
                 s.score *= 0.5
@@ -156,7 +161,7 @@ class ExtractiveAnswerer:
         chosen: list[Sentence] = []
         seen: set[str] = set()
         for s in ranked:
-            key = fold(s.text)
+            key = fold_cached(s.text)
             if key in seen or s.score < 0.6 * best or s.score <= 0:
                 continue
             seen.add(key)

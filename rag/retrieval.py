@@ -9,7 +9,7 @@ from rag.lexical import LexicalEncoder
 from rag.models import Passage, SearchFilters
 from rag.settings import RetrievalSettings
 from rag.store import PassageStore
-from rag.text import fold
+from rag.text import fold_cached
 
 
 def date_number(value: object) -> int:
@@ -63,7 +63,7 @@ class Retriever:
         seen: set[str] = set()
         for p in points:
             pl = p.payload or {}
-            key = fold(pl.get("text", ""))
+            key = fold_cached(pl.get("text", ""))
             if key in seen:  # the same paragraph republished in several articles
                 continue
             seen.add(key)
