@@ -295,17 +295,8 @@ class Sanad:
 
     # -- citation helpers ------------------------------------------------------
     def _passage_citation(self, n: int, p: Passage) -> Citation:
-        first = p.sentences[0] if p.sentences else (0, len(p.text))
-        return Citation(
-            n=n,
-            doc_id=p.doc_id,
-            title=p.title,
-            chunk_id=p.chunk_id,
-            text=p.text,
-            quote=p.text[first[0] : first[1]],
-            start=p.start + first[0],
-            end=p.start + first[1],
-        )
+        start, end = p.sentences[0] if p.sentences else (0, len(p.text))
+        return Sentence(p, start, end, p.text[start:end]).citation(n)
 
     def _quote(self, n: int, passage: Passage, answer: str) -> Citation:
         """The sentence of ``passage`` that best supports what the answer says at ``[n]``."""

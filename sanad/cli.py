@@ -27,6 +27,11 @@ err = Console(stderr=True)
 DataDir = Annotated[Path | None, typer.Option("--data-dir", help="State folder (default: SANAD_DATA_DIR or ./data).")]
 
 
+def progress_bar(disable: bool = False) -> Progress:
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                    console=err, transient=True, disable=disable)
+
+
 def load_settings(data_dir: Path | None) -> Settings:
     return Settings(data_dir=data_dir) if data_dir else Settings()
 
@@ -53,15 +58,7 @@ def index(
     try:
         indexer = Indexer(engine.store, engine.encoder, engine.embedder, settings.index)
         files = list(iter_files(paths))
-        with Progress(
-            TextColumn("{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            console=err,
-            transient=True,
-            disable=len(files) < 2,
-        ) as progress:
+        with progress_bar(disable=len(files) < 2) as progress:
             task = progress.add_task("indexing", total=len(files))
             summary = indexer.index_paths(paths, files=files, on_file=lambda f: progress.advance(task))
     finally:
@@ -195,14 +192,7 @@ def eval_(
     ctx = nullcontext(None) if url else corpus_engine(corpus or [DEFAULT_CORPUS], settings)
     with ctx as engine:
         target: HttpTarget | InProcessTarget = InProcessTarget(engine) if engine else HttpTarget(url or '', api_key)
-        with Progress(
-            TextColumn("{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            console=err,
-            transient=True,
-        ) as progress:
+        with progress_bar() as progress:
             task = progress.add_task("evaluating", total=len(items))
             results = run_items(target, items, on_item=lambda r: progress.advance(task))
     if judge:

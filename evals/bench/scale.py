@@ -35,7 +35,8 @@ def _open(engine: str, data_dir: Path) -> Any:
     from rag.engine import Sanad
     from rag.settings import QdrantSettings, Settings
 
-    return Sanad.open(Settings(data_dir=data_dir, qdrant=QdrantSettings(engine=engine, collection="bench")))
+    qdrant = QdrantSettings.model_validate({"engine": engine, "collection": "bench"})
+    return Sanad.open(Settings(data_dir=data_dir, qdrant=qdrant))
 
 
 def _index_indexer(sanad: Any, size: int) -> dict[str, Any]:

@@ -31,6 +31,7 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
@@ -325,11 +326,10 @@ def worker(backend: str, size: int, corpus: Path, n_queries: int, workdir: str) 
 
     enc = LexicalEncoder()
     qs = queries(n_queries)
-    qvecs = [enc.query(q) for q in qs]
-    qvecs = [(v.indices, v.values) for v in qvecs]
+    qvecs = [(v.indices, v.values) for v in (enc.query(q) for q in qs)]
     rss0 = _rss_mb()
     path = tempfile.mkdtemp(prefix=f"{backend}_{size}_", dir=workdir)
-    b = BACKENDS[backend](path)
+    b: Any = BACKENDS[backend](path)
     t0 = time.perf_counter()
     n = 0
     for batch in iter_batches(corpus):
