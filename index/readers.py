@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import re
 import unicodedata
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -63,7 +63,7 @@ def _decode(raw: bytes) -> str:
             raise ValueError("not UTF-8 text (undecodable)") from None
         # Windows-1256 (older Arabic sites) decodes any bytes; only accept it when it reads as text.
         if not utf16 and not _reads_as_text(text):
-            raise ValueError("not UTF-8 text (undecodable)")
+            raise ValueError("not UTF-8 text (undecodable)") from None
     if not text.strip():
         raise ValueError("empty")
     return text
@@ -121,8 +121,22 @@ def article_from_html(doc_id: str, html: str) -> Article:
     )
 
 
-def articles_from_jsonl(path: Path, text: str) -> Iterator[Article | Skipped]:
-    for lineno, line in enumerate(text.splitlines(), 1):
+def _jsonl_lines(path: Path) -> Iterator[str | None]:
+    """Lines of a JSONL file, read one at a time (``None`` for a line that is not UTF-8)."""
+    with path.open("rb") as f:
+        for i, raw in enumerate(f):
+            try:
+                yield raw.decode("utf-8-sig" if i == 0 else "utf-8")
+            except UnicodeDecodeError:
+                yield None
+
+
+def articles_from_jsonl(path: Path, text: str | Iterable[str | None]) -> Iterator[Article | Skipped]:
+    lines = text.splitlines() if isinstance(text, str) else text
+    for lineno, line in enumerate(lines, 1):
+        if line is None:
+            yield Skipped(f"{path}:{lineno}", "not UTF-8 text (undecodable)")
+            continue
         if not line.strip():
             continue
         where = f"{path}:{lineno}"
@@ -149,6 +163,22 @@ def read_path(path: Path, max_bytes: int) -> Iterator[Article | Skipped]:
     if suffix not in SUPPORTED:
         yield Skipped(str(path), f"unsupported file type '{suffix or path.name}'")
         return
+    if suffix == ".jsonl":
+        # A collection of articles, streamed line by line: the size limit is per article
+        # (IndexSettings.max_document_chars), not per file.
+        try:
+            with path.open("rb") as f:
+                head = f.read(8192)
+            if b"\x00" in head:
+                yield Skipped(str(path), "binary file")
+                return
+            if not head.strip():
+                yield Skipped(str(path), "empty")
+                return
+            yield from articles_from_jsonl(path, _jsonl_lines(path))
+        except OSError as exc:
+            yield Skipped(str(path), f"unreadable: {exc.strerror or exc}")
+        return
     try:
         size = path.stat().st_size
         if size > max_bytes:
@@ -162,9 +192,7 @@ def read_path(path: Path, max_bytes: int) -> Iterator[Article | Skipped]:
         yield Skipped(str(path), str(exc))
         return
     try:
-        if suffix == ".jsonl":
-            yield from articles_from_jsonl(path, text)
-        elif suffix in (".html", ".htm"):
+        if suffix in (".html", ".htm"):
             yield article_from_html(path.stem, text)
         else:
             yield article_from_text(path.stem, text, markdown=suffix in (".md", ".markdown"))

@@ -209,3 +209,14 @@ def test_folders_are_walked_in_order_hidden_files_left_out(tmp_path: Path) -> No
     for rel in ("b/2.txt", "a.txt", ".hidden.txt", ".git/x.txt"):
         (tmp_path / rel).write_text("عنوان\nنص", encoding="utf-8")
     assert [p.relative_to(tmp_path).as_posix() for p in iter_files([tmp_path])] == ["a.txt", "b/2.txt"]
+
+
+def test_jsonl_is_streamed_past_the_file_size_limit_and_bad_lines_are_named(tmp_path: Path) -> None:
+    f = tmp_path / "many.jsonl"
+    lines = [json.dumps({"id": f"a{i}", "title": "t", "text": "نص الخبر " * 20}, ensure_ascii=False) for i in range(50)]
+    f.write_bytes("\n".join(lines[:10]).encode() + b"\n\xff\xfe broken\n" + "\n".join(lines[10:]).encode())
+    items = list(read_path(f, max_bytes=1000))  # the file is far bigger than 1000 bytes
+    articles = [i for i in items if not isinstance(i, Skipped)]
+    skipped = [i for i in items if isinstance(i, Skipped)]
+    assert len(articles) == 50
+    assert [s.path for s in skipped] == [f"{f}:11"] and "undecodable" in skipped[0].reason
