@@ -136,11 +136,15 @@ class Indexer:
         return summary
 
     def index_paths(
-        self, paths: list[Path], on_file: Callable[[Path], None] | None = None, files: list[Path] | None = None
+        self,
+        paths: list[Path],
+        on_file: Callable[[Path], None] | None = None,
+        files: list[Path] | None = None,
+        on_item: Callable[[str], None] | None = None,
     ) -> IndexSummary:
         summary = IndexSummary()
         for f in files if files is not None else list(iter_files(paths)):
-            self.index_articles(read_path(f, self.settings.max_file_bytes), summary)
+            self.index_articles(read_path(f, self.settings.max_file_bytes), summary, on_item=on_item)
             if on_file:
                 on_file(f)
         if summary.added or summary.updated:

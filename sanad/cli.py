@@ -58,9 +58,15 @@ def index(
     try:
         indexer = Indexer(engine.store, engine.encoder, engine.embedder, settings.index)
         files = list(iter_files(paths))
-        with progress_bar(disable=len(files) < 2) as progress:
-            task = progress.add_task("indexing", total=len(files))
-            summary = indexer.index_paths(paths, files=files, on_file=lambda f: progress.advance(task))
+        # Files are counted; a JSONL file holds an unknown number of articles, so then articles are.
+        streams = any(f.suffix.lower() == ".jsonl" for f in files)
+        with progress_bar(disable=len(files) < 2 and not streams) as progress:
+            if streams:
+                task = progress.add_task("indexing articles", total=None)
+                summary = indexer.index_paths(paths, files=files, on_item=lambda _: progress.advance(task))
+            else:
+                task = progress.add_task("indexing", total=len(files))
+                summary = indexer.index_paths(paths, files=files, on_file=lambda _: progress.advance(task))
     finally:
         engine.close()
     for s in summary.skipped:
