@@ -314,3 +314,22 @@ def test_squad_convert_writes_corpus_and_gold_with_english_questions(tmp_path: P
     report = json.loads((tmp_path / "rep" / "report.json").read_text(encoding="utf-8"))
     assert set(report["summary"]) == {"overall", "en"}
     assert [i["id"] for i in report["items"]] == ["q1", "q2"] and report["summary"]["en"]["items"] == 2
+
+
+def test_model_judged_faithfulness_is_added_and_labelled(tmp_path: Path) -> None:
+    from evals.runner import judge_faithfulness
+    from rag.settings import LLMSettings, Settings
+    from tests.fakes.openai_server import run_fake_openai
+
+    item = gold(facts=[["900"]], sources=["d1"])
+    cited = score_item(item, answer("انتهك 900 مرة [1]", cite(1, "d1", "انتهك وقف إطلاق النار 900 مرة")), ["d1"], 5.0)
+    refused = score_item(gold(id="r", facts=[], sources=[], answerable=False),
+                         answer("لا تتضمن المقالات", answerable=False), [], 5.0)
+    with run_fake_openai() as (fake, base_url):
+        fake.reply = lambda messages: "0.75"
+        settings = Settings.in_memory(tmp_path, llm=LLMSettings(base_url=base_url, api_key="x", model="fake-model"))
+        judge_faithfulness(settings, [cited, refused])
+        prompt = fake.requests[-1]["body"]["messages"][-1]["content"]
+    assert cited.faithfulness == 0.75 and refused.faithfulness is None  # refusals are not judged
+    assert "انتهك وقف إطلاق النار 900 مرة" in prompt  # judged against the quotes it cites
+    assert summarize([cited, refused])["faithfulness_model_judged"] == 0.75
