@@ -24,7 +24,8 @@ class MarkerChecker:
     def _renumber(self, m: re.Match[str]) -> str:
         out = []
         for raw in re.split(r"\s*[,،]\s*", m.group(1)):
-            k = int(raw)
+            # A marker of many digits (a garbled or hostile reply) is out of range; int() would refuse it.
+            k = int(raw) if len(raw) <= 6 else 0
             if not 1 <= k <= self.n_passages:
                 self.dropped += 1
                 continue
@@ -50,7 +51,44 @@ class MarkerChecker:
         return self.feed(text) + self.finish()
 
 
+def unmark(text: str) -> str:
+    """Article text with its own bracketed numbers made inert ("[7]" -> "(7)"), for quoting inside an
+    answer, where ``[n]`` means "passage n"."""
+    return MARKER.sub(lambda m: f"({m.group(1)})", text)
+
+
+_SPACE_BEFORE_PUNCT = re.compile(r"[ \t]+([.,،؛:!?؟])")
+_SPACES = re.compile(r"[ \t]{2,}")
+_TRAILING_SPACE = re.compile(r"\s*\Z")
+
+
 def tidy(text: str) -> str:
     """Whitespace left behind by dropped markers."""
-    text = re.sub(r"[ \t]+([.,،؛:!?؟])", r"\1", text)
-    return re.sub(r"[ \t]{2,}", " ", text).strip()
+    return _SPACES.sub(" ", _SPACE_BEFORE_PUNCT.sub(r"\1", text)).strip()
+
+
+class StreamTidy:
+    """:func:`tidy` on a stream: ``feed(a) + feed(b) + finish() == tidy(a + b)``, so the text a client is
+    shown while the answer streams is the answer's final text. Trailing whitespace is held back until
+    the next character shows whether it stays."""
+
+    def __init__(self) -> None:
+        self._held = ""
+        self._started = False
+
+    def feed(self, text: str) -> str:
+        buf = self._held + text
+        if not self._started:
+            buf = buf.lstrip()
+            if not buf:
+                self._held = ""
+                return ""
+            self._started = True
+        match = _TRAILING_SPACE.search(buf)
+        cut = match.start() if match else len(buf)
+        body, self._held = buf[:cut], buf[cut:]
+        return _SPACES.sub(" ", _SPACE_BEFORE_PUNCT.sub(r"\1", body))
+
+    def finish(self) -> str:
+        self._held = ""
+        return ""

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from rag.citations import MarkerChecker, tidy
+from rag.citations import MarkerChecker, StreamTidy, tidy, unmark
 from rag.conversation import carry_context
 from rag.embedding import Embedder, build_embedder
 from rag.extractive import ExtractiveAnswerer, Selection, Sentence, SentenceScorer
@@ -199,7 +199,8 @@ class Sanad:
             arabic = any(detect_language(c.quote) == "ar" for c in citations)
             intro = "The articles say (in Arabic): " if arabic else "The articles say: "
         for i, c in enumerate(citations):
-            quote = f"«{c.quote}»" if lang == "en" else c.quote
+            # A quote is article text: "[99]" in it would read as a citation that does not exist.
+            quote = f"«{unmark(c.quote)}»" if lang == "en" else unmark(c.quote)
             part = (intro if i == 0 else " ") + f"{quote} [{c.n}]"
             parts.append(part)
             yield Event("delta", part)
@@ -231,7 +232,8 @@ class Sanad:
 
         yield Event("passages", numbered)
         checker = MarkerChecker(len(passages))
-        raw, held, emitted = "", "", False
+        tidier = StreamTidy()  # the shown text is tidied as the final one is
+        raw, held, emitted, shown = "", "", False, ""
         try:
             for delta in self.llm.stream(messages):
                 raw += delta
@@ -242,11 +244,13 @@ class Sanad:
                     if NO_ANSWER.startswith(start) or start.startswith(NO_ANSWER):
                         continue  # may be, or is, the refusal sentinel: show nothing yet
                     delta, held, emitted = held, "", True
-                out = checker.feed(delta)
+                out = tidier.feed(checker.feed(delta))
                 if out:
+                    shown += out
                     yield Event("delta", out)
-            tail = checker.finish()
+            tail = tidier.feed(checker.finish()) + tidier.finish()
             if tail:
+                shown += tail
                 yield Event("delta", tail)
         except LLMError as exc:
             log.warning("LLM stream failed, answering offline: %s", exc)
@@ -255,7 +259,7 @@ class Sanad:
             # After a reset the offline answer's own passages follow: its [n] are not the LLM's numbering.
             yield from self._offline(query, selection, base, degraded=True)
             return
-        yield from self._finish_llm(query, raw, passages, selection, base, degraded, streamed=True)
+        yield from self._finish_llm(query, raw, passages, selection, base, degraded, streamed=True, shown=shown)
 
     def _finish_llm(
         self,
@@ -266,11 +270,12 @@ class Sanad:
         base: dict[str, Any],
         degraded: bool,
         streamed: bool,
+        shown: str = "",
     ) -> Iterator[Event]:
         if raw.strip().startswith(NO_ANSWER) or raw.strip().endswith(NO_ANSWER):
             text = refusal(base["language"])
             if streamed:
-                yield Event("delta", text)
+                yield from self._show(shown, text, [])
             yield Event("answer", Answer(answer=text, answerable=False, answerer="llm", degraded=degraded, **base))
             return
         checker = MarkerChecker(len(passages))
@@ -288,10 +293,24 @@ class Sanad:
         if not streamed:
             yield Event("passages", citations)
             yield Event("delta", text)
+        else:  # markers were repaired: what was shown is not the answer
+            yield from self._show(shown, text, passages)
         yield Event(
             "answer",
             Answer(answer=text, answerable=True, citations=citations, answerer="llm", degraded=degraded, **base),
         )
+
+    def _show(self, shown: str, text: str, passages: list[Passage]) -> Iterator[Event]:
+        """Streamed: make the text the client shows ``text`` (its end, or after a reset all of it)."""
+        if text == shown:
+            return
+        if text.startswith(shown):
+            yield Event("delta", text[len(shown) :])
+            return
+        if shown:
+            yield Event("reset", None)
+            yield Event("passages", [self._passage_citation(i, p) for i, p in enumerate(passages, 1)])
+        yield Event("delta", text)
 
     # -- citation helpers ------------------------------------------------------
     def _passage_citation(self, n: int, p: Passage) -> Citation:

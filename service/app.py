@@ -6,16 +6,22 @@
 The lifespan opens the engine (unless one is given, which stays the caller's
 to close), the conversation store under ``data_dir``, and for the embedded
 on-disk store writes ``data_dir/sanad-server.json`` naming this process.
+A Qdrant server (``qdrant.url``) that cannot be reached does not stop the start:
+``/readyz`` and the API answer 503 with the reason while it is retried every
+``service.store_retry_seconds``, and the service is ready once it answers.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
+import anyio
 from fastapi import FastAPI
 from fastapi.responses import FileResponse, HTMLResponse, Response
 from fastapi.staticfiles import StaticFiles
@@ -23,6 +29,7 @@ from starlette.concurrency import run_in_threadpool
 
 from rag.engine import Sanad
 from rag.settings import Settings
+from rag.store import StoreUnavailable
 from service import errors
 from service.conversations import ConversationStore
 from service.metrics import Metrics
@@ -66,11 +73,13 @@ def create_app(settings: Settings, engine: Sanad | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        owned = engine is None
-        eng = await run_in_threadpool(Sanad.open, settings) if engine is None else engine
         conversations: ConversationStore | None = None
+        opened: list[Sanad] = []  # engines this lifespan opened (and closes)
         owner_written = False
-        try:
+        stopping = asyncio.Event()
+
+        def activate(eng: Sanad) -> None:
+            nonlocal conversations, owner_written
             if not settings.qdrant.url and not isinstance(eng.store.client, LockedClient):
                 eng.store.client = LockedClient(eng.store.client)  # type: ignore[assignment]
             conversations = ConversationStore.open(settings.data_dir, settings.service.max_turns)
@@ -79,14 +88,64 @@ def create_app(settings: Settings, engine: Sanad | None = None) -> FastAPI:
                 owner_written = True
             app.state.sanad = ServiceState(settings=settings, engine=eng, conversations=conversations,
                                            metrics=metrics, write_lock=threading.Lock())
+            app.state.store_error = None
+
+        async def connect_later() -> None:
+            """Keep trying a Qdrant server that was down at start-up; serve once it answers."""
+            pause = settings.service.store_retry_seconds
+            while not stopping.is_set():
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stopping.wait(), timeout=pause)
+                    return
+                try:
+                    eng = await anyio.to_thread.run_sync(Sanad.open, settings)
+                except Exception as exc:  # still down, or a transient failure while it comes up
+                    if str(exc) != app.state.store_error:
+                        log.warning("Qdrant is still not usable (retrying every %g s): %s", pause, exc)
+                    app.state.store_error = str(exc) or type(exc).__name__
+                    continue
+                opened.append(eng)
+                if stopping.is_set():
+                    return
+                try:
+                    activate(eng)
+                except Exception as exc:  # e.g. the conversation store cannot be opened: say so in /readyz
+                    log.exception("Qdrant is reachable, but the service could not start")
+                    app.state.store_error = f"the service could not start: {exc}"
+                    return
+                log.info("Qdrant at %s is reachable: the service is ready", settings.qdrant.url)
+                return
+
+        retry: asyncio.Task[None] | None = None
+        try:
+            if engine is not None:
+                activate(engine)
+            else:
+                try:
+                    eng = await run_in_threadpool(Sanad.open, settings)
+                except StoreUnavailable as exc:
+                    if not settings.qdrant.url:
+                        raise
+                    # An orchestrated deployment may start Sanad before Qdrant: start, answer 503 with the
+                    # reason (readyz too), and connect when it is up.
+                    app.state.store_error = str(exc)
+                    log.error("%s. Serving 503 until it is reachable; retrying every %g s.", exc,
+                              settings.service.store_retry_seconds)
+                    retry = asyncio.create_task(connect_later())
+                else:
+                    opened.append(eng)
+                    activate(eng)
             yield
         finally:
+            stopping.set()
+            if retry is not None:
+                await retry
             app.state.sanad = None
             if owner_written:
                 remove_owner(settings)
             if conversations is not None:
                 conversations.close()
-            if owned:
+            for eng in opened:
                 eng.close()
 
     app = FastAPI(
@@ -99,6 +158,7 @@ def create_app(settings: Settings, engine: Sanad | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.metrics = metrics
     app.state.sanad = None
+    app.state.store_error = None  # why the store is not usable yet (a Qdrant server down at start-up)
 
     errors.install(app)
     for module in (chat, openai_compat, sessions, documents, search, health):
@@ -118,7 +178,8 @@ def create_app(settings: Settings, engine: Sanad | None = None) -> FastAPI:
     mount_slack(app, settings, None, None)
 
     # Added innermost first: metrics wraps access wraps the body limit.
-    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.service.max_body_bytes)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.service.max_body_bytes,
+                       timeout=settings.service.body_timeout)
     app.add_middleware(AccessMiddleware, keys=ApiKeys(settings.api_key_set),
                        limiter=RateLimiter(settings.service.rate_limit_per_minute))
     app.add_middleware(MetricsMiddleware, metrics=metrics, templates=lambda: list(app.openapi()["paths"]))

@@ -22,6 +22,10 @@ bearer = HTTPBearer(auto_error=False, description="Required when SANAD_API_KEYS 
 def get_state(request: Request) -> ServiceState:
     state = getattr(request.app.state, "sanad", None)
     if state is None:
+        reason = getattr(request.app.state, "store_error", None)
+        if reason:
+            raise APIError(503, "store_unavailable", f"The store is unreachable: {reason}. "
+                           "The service connects as soon as it is back (see /readyz).")
         raise APIError(503, "starting", "The service is not started (its lifespan has not run).")
     assert isinstance(state, ServiceState)
     return state

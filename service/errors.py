@@ -28,6 +28,7 @@ _CODES = {
     404: "not_found",
     405: "method_not_allowed",
     406: "not_acceptable",
+    408: "request_timeout",
     409: "conflict",
     413: "body_too_large",
     415: "unsupported_media_type",
@@ -91,7 +92,7 @@ def _http(request: Request, exc: Exception) -> JSONResponse:
         message = HTTPStatus(status).phrase if status in HTTPStatus._value2member_map_ else "Error"
     if status == 404 and message == "Not Found":
         message = f"No such endpoint: {request.method} {request.url.path}"
-    if status == 413:
+    if status == 413 and not message.startswith("The request body"):  # e.g. the multipart parser's own words
         message = "The request body is too large."
     return error_response(status, code, message, headers=getattr(exc, "headers", None))
 

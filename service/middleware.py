@@ -1,17 +1,20 @@
-"""Pure ASGI middleware (streaming-safe): request metrics, API keys + rate limit, body size limit.
+"""Pure ASGI middleware (streaming-safe): request metrics, API keys + rate limit, body size and time limits.
 
-Order, outermost first: metrics (sees every status, including 401/413/429),
+Order, outermost first: metrics (sees every status, including 401/408/413/429),
 access (a client without a key is refused before its body is read), body limit.
 """
 
 from __future__ import annotations
 
+import math
 import re
 import time
 from collections.abc import Callable, Iterable
 
+import anyio
 from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import Response
 from starlette.routing import compile_path
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -99,17 +102,36 @@ class AccessMiddleware:
         await self.app(scope, receive, send)
 
 
+# The client may still be sending: the connection is closed after the error instead of draining the rest.
+_CLOSE = {"Connection": "close"}
+
+
 class BodyTooLarge(StarletteHTTPException):
-    def __init__(self) -> None:
-        super().__init__(status_code=413, detail="The request body is too large.")
+    def __init__(self, max_bytes: int) -> None:
+        super().__init__(status_code=413, headers=_CLOSE,
+                         detail=f"The request body is larger than {max_bytes} bytes.")
+
+
+class BodyTooSlow(StarletteHTTPException):
+    def __init__(self, timeout: float) -> None:
+        super().__init__(status_code=408, headers=_CLOSE,
+                         detail=f"The request body did not arrive within {timeout:g} s; send it in one go.")
 
 
 class BodyLimitMiddleware:
-    """413 from ``Content-Length`` up front, or while reading a body sent without one."""
+    """413 from ``Content-Length`` up front, or while reading a body sent without one; 408 when the whole
+    body has not arrived ``timeout`` seconds after the request's headers (a slowloris-style trickle)."""
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, max_bytes: int, timeout: float = math.inf) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.timeout = timeout
+
+    def _too_large(self) -> Response:
+        return error_response(413, "body_too_large", BodyTooLarge(self.max_bytes).detail, headers=_CLOSE)
+
+    def _too_slow(self) -> Response:
+        return error_response(408, "request_timeout", BodyTooSlow(self.timeout).detail, headers=_CLOSE)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -122,21 +144,31 @@ class BodyLimitMiddleware:
             except ValueError:
                 too_big = False
             if too_big:
-                response = error_response(413, "body_too_large",
-                                          f"The request body is larger than {self.max_bytes} bytes.")
-                await response(scope, receive, send)
+                await self._too_large()(scope, receive, send)
                 return
 
         total = 0
         started = False
+        body_done = False
+        deadline = anyio.current_time() + self.timeout
 
         async def limited_receive() -> Message:
-            nonlocal total
-            message = await receive()
+            nonlocal total, body_done
+            if body_done or started:
+                # The body is in (or the answer is under way): later receives only wait for a disconnect.
+                return await receive()
+            try:
+                with anyio.fail_after(max(0.0, deadline - anyio.current_time())):
+                    message = await receive()
+            except TimeoutError:
+                raise BodyTooSlow(self.timeout) from None
             if message["type"] == "http.request":
                 total += len(message.get("body", b""))
                 if total > self.max_bytes:
-                    raise BodyTooLarge()
+                    raise BodyTooLarge(self.max_bytes)
+                body_done = not message.get("more_body", False)
+            else:
+                body_done = True
             return message
 
         async def send_wrapper(message: Message) -> None:
@@ -147,8 +179,8 @@ class BodyLimitMiddleware:
 
         try:
             await self.app(scope, limited_receive, send_wrapper)
-        except BodyTooLarge:
+        except (BodyTooLarge, BodyTooSlow) as exc:
             if started:
                 raise
-            response = error_response(413, "body_too_large", f"The request body is larger than {self.max_bytes} bytes.")
+            response = self._too_large() if isinstance(exc, BodyTooLarge) else self._too_slow()
             await response(scope, receive, send)

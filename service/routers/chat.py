@@ -16,12 +16,13 @@ from service import answering, sse
 from service.conversations import ConversationStore
 from service.deps import ConversationsDep, EngineDep, MetricsDep, SettingsDep, authenticated
 from service.errors import classify, error_body
+from service.jsonbody import StrictJSONRoute
 from service.metrics import Metrics
 from service.schemas import ANSWER_EXAMPLES, CHAT_EXAMPLES, SSE_EXAMPLE, ChatRequest, error_responses
 
 log = logging.getLogger("sanad.service")
 
-router = APIRouter(prefix="/v1", tags=["chat"], dependencies=authenticated)
+router = APIRouter(prefix="/v1", tags=["chat"], dependencies=authenticated, route_class=StrictJSONRoute)
 
 
 @router.post(

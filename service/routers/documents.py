@@ -20,6 +20,7 @@ from starlette.datastructures import UploadFile
 
 from index.readers import SUPPORTED, Skipped, read_path
 from rag.models import Article
+from service import jsonbody
 from service.deps import MetricsDep, StateDep, authenticated
 from service.errors import APIError
 from service.schemas import (
@@ -109,7 +110,7 @@ def _refusal(skipped: list[SkippedItem]) -> APIError:
 async def _json_article(request: Request) -> Article:
     raw = await request.body()
     try:
-        obj: Any = json.loads(raw)
+        obj: Any = jsonbody.loads(raw)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise APIError(400, "invalid_json", f"The request body is not valid JSON: {exc}.") from None
     if not isinstance(obj, dict):

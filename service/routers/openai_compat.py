@@ -25,6 +25,7 @@ from rag.models import Answer, SearchFilters, Turn
 from service import answering, sse
 from service.deps import EngineDep, MetricsDep, SettingsDep, authenticated
 from service.errors import APIError, classify, error_body
+from service.jsonbody import StrictJSONRoute
 from service.metrics import Metrics
 from service.schemas import AR_ANSWER, COMPLETION_EXAMPLES, ChatCompletionRequest, error_responses
 
@@ -32,7 +33,8 @@ log = logging.getLogger("sanad.service")
 
 MODEL_ID = "sanad"
 
-router = APIRouter(prefix="/v1", tags=["openai-compatible"], dependencies=authenticated)
+router = APIRouter(prefix="/v1", tags=["openai-compatible"], dependencies=authenticated,
+                   route_class=StrictJSONRoute)
 
 
 @router.get("/models", summary="Models (OpenAI-compatible): just Sanad")

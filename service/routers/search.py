@@ -9,9 +9,10 @@ from starlette.concurrency import run_in_threadpool
 
 from rag.models import SearchFilters
 from service.deps import EngineDep, authenticated
+from service.jsonbody import StrictJSONRoute
 from service.schemas import SEARCH_EXAMPLES, SearchRequest, SearchResponse, error_responses
 
-router = APIRouter(prefix="/v1", tags=["search"], dependencies=authenticated)
+router = APIRouter(prefix="/v1", tags=["search"], dependencies=authenticated, route_class=StrictJSONRoute)
 
 
 @router.post("/search", response_model=SearchResponse, summary="Ranked passages for a query",
