@@ -49,6 +49,7 @@ from service.conversations import DB_NAME
 from tests.conftest import SEED_IDS, index_seeds, read_seed
 from tests.fakes.openai_server import FakeOpenAI, run_fake_openai
 from tests.fakes.qdrant_server import FakeQdrant
+from tests.sse import parse_sse
 
 CAIRO_MEETING = "003_046bdc7566d0cd7e"
 Q_WHO = "من شارك في الاجتماع الأمني الذي استضافته القاهرة؟"
@@ -117,22 +118,6 @@ def assert_answer_is_whole(answer: dict[str, Any]) -> None:
     assert answer["answerable"] == bool(answer["citations"])
     for c in answer["citations"]:
         assert c["quote"] and c["quote"] in c["text"]
-
-
-def parse_sse(text: str) -> list[tuple[str, Any]]:
-    events = []
-    for block in text.replace("\r\n", "\n").split("\n\n"):
-        if not block.strip():
-            continue
-        name, data = "message", []
-        for line in block.split("\n"):
-            if line.startswith("event:"):
-                name = line[6:].strip()
-            elif line.startswith("data:"):
-                data.append(line[5:].removeprefix(" "))
-        raw = "\n".join(data)
-        events.append((name, raw if raw == "[DONE]" else json.loads(raw)))
-    return events
 
 
 @contextlib.contextmanager

@@ -18,6 +18,7 @@ from rag.settings import LLMSettings, ServiceSettings, Settings
 from rag.store import StoreUnavailable
 from service.app import create_app
 from tests.fakes.openai_server import FakeOpenAI, run_fake_openai
+from tests.sse import parse_sse
 
 SEEDS = Path(__file__).resolve().parents[1] / "seeds"
 CAIRO_MEETING = "003_046bdc7566d0cd7e"
@@ -60,23 +61,6 @@ def open_seeded(settings: Settings) -> Sanad:
 
 def doc_ids(citations: list[dict[str, Any]]) -> set[str]:
     return {c["doc_id"] for c in citations}
-
-
-def parse_sse(text: str) -> list[tuple[str, Any]]:
-    """``[(event, data), ...]`` from a text/event-stream body (unnamed events are ``message``)."""
-    events = []
-    for block in text.replace("\r\n", "\n").split("\n\n"):
-        if not block.strip():
-            continue
-        name, data = "message", []
-        for line in block.split("\n"):
-            if line.startswith("event:"):
-                name = line[6:].strip()
-            elif line.startswith("data:"):
-                data.append(line[5:].removeprefix(" "))
-        raw = "\n".join(data)
-        events.append((name, raw if raw == "[DONE]" else json.loads(raw)))
-    return events
 
 
 def assert_error(response: Any, status: int, code: str | None = None) -> dict[str, Any]:
