@@ -135,3 +135,35 @@ class Report:
         mpath.write_text(head + "\n" + "\n".join(self.sections), encoding="utf-8")
         console.print(f"[dim]wrote {jpath} and {mpath} ({self.data['runtime_s']} s)[/dim]")
         return jpath, mpath
+
+
+def plot_latency_vs_size(runs: list[dict[str, Any]], out: Path, group: str = "engine",
+                         ylabel: str = "engine.search latency (ms)",
+                         title: str = "Sanad query latency vs corpus size (embedded store)") -> Path | None:
+    """p50/p95 latency against corpus size, one line pair per ``group`` value, log-log, as a PNG."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return None
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for eng in sorted({r[group] for r in runs}):
+        rs = sorted((r for r in runs if r[group] == eng), key=lambda r: r["size"])
+        xs = [r["size"] for r in rs]
+        ax.plot(xs, [r["p50_ms"] for r in rs], "o-", label=f"{eng} p50")
+        ax.plot(xs, [r["p95_ms"] for r in rs], "s--", label=f"{eng} p95")
+    ax.axhline(150, color="grey", lw=0.8, ls=":", label="target p95 150 ms")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("chunks in collection")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    path = out / "latency_vs_size.png"
+    out.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    return path

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from evals.bench import store_scale
-from evals.bench.common import Report, du_mb, median, pct, rss_mb
+from evals.bench.common import Report, du_mb, median, pct, plot_latency_vs_size, rss_mb
 
 CACHE = Path(tempfile.gettempdir()) / "sanad_bench_cache"
 BULK_FROM = 100_000
@@ -135,33 +135,6 @@ def worker(engine: str, size: int, n_queries: int, repeats: int) -> dict[str, An
         shutil.rmtree(data_dir, ignore_errors=True)
 
 
-def plot(runs: list[dict[str, Any]], out: Path) -> Path | None:
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        return None
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    for eng in sorted({r["engine"] for r in runs}):
-        rs = sorted((r for r in runs if r["engine"] == eng), key=lambda r: r["size"])
-        xs = [r["size"] for r in rs]
-        ax.plot(xs, [r["p50_ms"] for r in rs], "o-", label=f"{eng} p50")
-        ax.plot(xs, [r["p95_ms"] for r in rs], "s--", label=f"{eng} p95")
-    ax.axhline(150, color="grey", lw=0.8, ls=":", label="target p95 150 ms")
-    ax.set_xscale("log")
-    ax.set_yscale("log")
-    ax.set_xlabel("chunks in collection")
-    ax.set_ylabel("engine.search latency (ms)")
-    ax.set_title("Sanad query latency vs corpus size (embedded store)")
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    path = out / "latency_vs_size.png"
-    out.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    return path
 
 
 def run(out: Path, sizes: list[int], local_sizes: list[int], n_queries: int = 100, repeats: int = 3) -> dict[str, Any]:
@@ -215,7 +188,7 @@ def run(out: Path, sizes: list[int], local_sizes: list[int], n_queries: int = 10
         p95 = big[-1]["p95_ms"]
         verdict = "met" if p95 < 150 else "missed"
         rep.note(f"Target query p95 < 150 ms at 100k chunks: {p95:.1f} ms, {verdict} ({150 / p95:.0f}x margin).")
-    png = plot(runs, out)
+    png = plot_latency_vs_size(runs, out)
     if png:
         rep.note(f"plot: {png}")
     rep.write()

@@ -420,33 +420,6 @@ def agreement(a: list[list], b: list[list]) -> dict:
     }
 
 
-def plot(results: list[dict], out: Path) -> Path | None:
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        print("matplotlib not installed: no plot (pip install matplotlib)")
-        return None
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    for backend in sorted({r["backend"] for r in results}):
-        rs = sorted((r for r in results if r["backend"] == backend), key=lambda r: r["size"])
-        xs = [r["size"] for r in rs]
-        ax.plot(xs, [r["p50_ms"] for r in rs], "o-", label=f"{backend} p50")
-        ax.plot(xs, [r["p95_ms"] for r in rs], "s--", label=f"{backend} p95")
-    ax.axhline(150, color="grey", lw=0.8, ls=":", label="target p95 150 ms")
-    ax.set_xscale("log")
-    ax.set_yscale("log")
-    ax.set_xlabel("chunks in collection")
-    ax.set_ylabel("sparse query latency (ms)")
-    ax.set_title("Sanad lexical query latency vs corpus size")
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    path = out / "latency_vs_size.png"
-    fig.savefig(path, dpi=120)
-    return path
 
 
 def table(results: list[dict]) -> str:
@@ -540,7 +513,10 @@ def main() -> None:
     )
     for size, a in agree.items():
         print(f"agreement local mode vs {size}: {a}")
-    png = plot(results, args.out)
+    from evals.bench.common import plot_latency_vs_size
+
+    png = plot_latency_vs_size(results, args.out, group="backend", ylabel="sparse query latency (ms)",
+                               title="Sanad lexical query latency vs corpus size")
     print(f"\nresults: {results_path}" + (f"\nplot: {png}" if png else ""))
 
 
