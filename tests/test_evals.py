@@ -333,3 +333,56 @@ def test_model_judged_faithfulness_is_added_and_labelled(tmp_path: Path) -> None
     assert cited.faithfulness == 0.75 and refused.faithfulness is None  # refusals are not judged
     assert "انتهك وقف إطلاق النار 900 مرة" in prompt  # judged against the quotes it cites
     assert summarize([cited, refused])["faithfulness_model_judged"] == 0.75
+
+
+def test_eval_against_a_running_service_matches_in_process(tmp_path: Path) -> None:
+    """``sanad eval --url`` asks a real server over HTTP and scores it exactly like the in-process run."""
+    import socket
+    import threading
+    import time
+
+    import uvicorn
+
+    from evals.runner import DEFAULT_GOLD
+    from index.ingest import Indexer
+    from rag.engine import Sanad
+    from rag.settings import LLMSettings, ServiceSettings, Settings
+    from service.app import create_app
+
+    seeds = Path(__file__).resolve().parents[1] / "seeds"
+    gold_lines = DEFAULT_GOLD.read_text(encoding="utf-8").splitlines()
+    picked = [line for line in gold_lines if '"turns": []' not in line][:2] + gold_lines[:4]  # follow-ups too
+    gold_file = tmp_path / "gold.jsonl"
+    gold_file.write_text("\n".join(picked) + "\n", encoding="utf-8")
+
+    settings = Settings.in_memory(tmp_path / "srv", llm=LLMSettings(), api_keys="",
+                                  service=ServiceSettings(rate_limit_per_minute=0))
+    engine = Sanad.open(settings)
+    Indexer(engine.store, engine.encoder, engine.embedder, settings.index).index_paths([seeds])
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    server = uvicorn.Server(uvicorn.Config(create_app(settings, engine=engine), log_level="warning"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    while not server.started:
+        assert thread.is_alive()
+        time.sleep(0.02)
+    try:
+        url = f"http://127.0.0.1:{sock.getsockname()[1]}"
+        remote = CliRunner().invoke(app, ["eval", "--url", url, "--gold", str(gold_file),
+                                          "--report", str(tmp_path / "remote"), "--data-dir", str(tmp_path)])
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+        sock.close()
+        engine.close()
+    local = CliRunner().invoke(app, ["eval", "--gold", str(gold_file), "--corpus", str(seeds),
+                                     "--report", str(tmp_path / "local"), "--data-dir", str(tmp_path)])
+    assert remote.exit_code == 0, remote.output
+    assert local.exit_code == 0, local.output
+    got = json.loads((tmp_path / "remote" / "report.json").read_text(encoding="utf-8"))
+    want = json.loads((tmp_path / "local" / "report.json").read_text(encoding="utf-8"))
+    assert got["meta"]["target"] == url
+    assert len(got["items"]) == len(picked)
+    for g, w in zip(got["items"], want["items"], strict=True):
+        assert (g["id"], g["answer"], g["retrieved"], g["refused"]) == (w["id"], w["answer"], w["retrieved"], w["refused"])
