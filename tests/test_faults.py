@@ -531,20 +531,11 @@ def test_service_starts_without_qdrant_says_why_and_recovers_when_it_comes_up(tm
 # -- 5. too much, too slowly, too long -----------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def seeded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sanad]:
-    settings = Settings.in_memory(tmp_path_factory.mktemp("seeded"))
-    engine = Sanad.open(settings)
-    index_seeds(engine, settings)
-    yield engine
-    engine.close()
-
-
 @pytest.fixture
-def slow_limits(seeded: Sanad, tmp_path: Path) -> Iterator[tuple[str, Settings]]:
+def slow_limits(seeded_engine: Sanad, tmp_path: Path) -> Iterator[tuple[str, Settings]]:
     settings = Settings.in_memory(tmp_path, service=ServiceSettings(
         body_timeout=1, header_timeout=1.5, max_body_bytes=4096, rate_limit_per_minute=0))
-    with serving(create_app(settings, seeded), settings) as url:
+    with serving(create_app(settings, seeded_engine), settings) as url:
         yield url, settings
 
 
@@ -646,21 +637,22 @@ def test_an_oversized_body_is_refused_before_it_is_read(slow_limits: tuple[str, 
         assert http.get("/v1/documents").json()["total"] == len(SEED_IDS)
 
 
-def test_a_very_long_conversation_is_bounded(seeded: Sanad, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_very_long_conversation_is_bounded(seeded_engine: Sanad, tmp_path: Path,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
     max_turns, history_turns, exchanges = 6, 2, 15
     settings = Settings.in_memory(tmp_path, service=ServiceSettings(max_turns=max_turns, history_turns=history_turns,
                                                                     rate_limit_per_minute=0))
     seen: list[list[Turn]] = []
-    rewrite = seeded.rewrite
+    rewrite = seeded_engine.rewrite
 
     def spy(question: str, history: list[Turn]) -> tuple[str | None, bool]:
         seen.append(list(history))
         return rewrite(question, history)
 
-    monkeypatch.setattr(seeded, "rewrite", spy)
+    monkeypatch.setattr(seeded_engine, "rewrite", spy)
     questions = [SEED_QUESTIONS[i % len(SEED_QUESTIONS)] + f" ({i})" for i in range(exchanges)]
     db = sqlite3.connect(str(tmp_path / DB_NAME))
-    with TestClient(create_app(settings, seeded)) as client:
+    with TestClient(create_app(settings, seeded_engine)) as client:
         sid = None
         rows_seen = []
         for i, q in enumerate(questions):
