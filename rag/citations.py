@@ -3,15 +3,28 @@
 A marker outside 1..len(passages) is dropped; valid ones keep their
 number (the passage's), so markers already streamed stay right. Works on a
 whole reply or incrementally on a stream.
+
+The check runs to a fixed point: dropping a marker can splice the text around it
+into a new one (``[[99]1]`` -> ``[1]``), so the text is checked again until nothing
+changes. Checked markers are parked as private-use characters meanwhile, so they
+are never read twice and never take part in a splice. After the check, every
+``[n]`` in the text is in range and recorded in :attr:`MarkerChecker.order`.
 """
 
 from __future__ import annotations
 
 import re
 
+# \d is any Unicode decimal digit (Arabic-Indic ٣ included); int() reads them all.
 MARKER = re.compile(r"\[\s*(\d+(?:\s*[,،]\s*\d+)*)\s*\]")
-# Anything that might still become a marker: an unclosed "[" with digits/commas/spaces.
-_OPEN_TAIL = re.compile(r"\[[\d\s,،]*$")
+# Anything that might still become a marker, counting from the first "[" of a run of brackets, digits,
+# commas and spaces that reaches the end: "[[99]1" is held back whole, so no "[" is shown that a later
+# "1]" could close.
+_OPEN_TAIL = re.compile(r"\[[\[\]\d\s,،]*$")
+_MARKER_CHAR = re.compile(r"[\[\]\d\s,،]")
+# Checked markers while the check runs: one private-use character per passage number.
+_PARK = 0xF0000
+_PARKED = re.compile("[\U000f0000-\U000ffffd]")
 
 
 class MarkerChecker:
@@ -21,7 +34,7 @@ class MarkerChecker:
         self.dropped = 0
         self._pending = ""
 
-    def _renumber(self, m: re.Match[str]) -> str:
+    def _park(self, m: re.Match[str]) -> str:
         out = []
         for raw in re.split(r"\s*[,،]\s*", m.group(1)):
             # A marker of many digits (a garbled or hostile reply) is out of range; int() would refuse it.
@@ -31,21 +44,34 @@ class MarkerChecker:
                 continue
             if k not in self.order:
                 self.order.append(k)
-            if f"[{k}]" not in out:
-                out.append(f"[{k}]")
+            if chr(_PARK + k) not in out:
+                out.append(chr(_PARK + k))
         return "".join(out)
+
+    def _resolve(self, text: str) -> str:
+        # Leftmost marker first, so citations are recorded in reading order, as on a stream. A splice can only
+        # form where a marker was just removed, so the scan resumes at the start of the run of bracket, digit,
+        # comma and space characters that reaches that point.
+        pos = 0
+        while (m := MARKER.search(text, pos)) is not None:
+            text = text[: m.start()] + self._park(m) + text[m.end() :]
+            pos = m.start()
+            while pos > 0 and _MARKER_CHAR.match(text[pos - 1]):
+                pos -= 1
+        return _PARKED.sub(lambda m: f"[{ord(m.group()) - _PARK}]", text)
 
     def feed(self, delta: str) -> str:
         """Checked text ready to show; an incomplete marker at the end is held back."""
-        text = self._pending + delta
+        # The model's own private-use characters are not ours to unpark: removed before anything else.
+        text = self._pending + _PARKED.sub("", delta)
         tail = _OPEN_TAIL.search(text)
         cut = tail.start() if tail else len(text)
         self._pending = text[cut:]
-        return MARKER.sub(self._renumber, text[:cut])
+        return self._resolve(text[:cut])
 
     def finish(self) -> str:
         text, self._pending = self._pending, ""
-        return MARKER.sub(self._renumber, text)
+        return self._resolve(text)
 
     def check(self, text: str) -> str:
         return self.feed(text) + self.finish()

@@ -18,7 +18,7 @@ from rag.citations import MarkerChecker, StreamTidy, tidy, unmark
 from rag.conversation import carry_context
 from rag.embedding import Embedder, build_embedder
 from rag.extractive import ExtractiveAnswerer, Selection, Sentence, SentenceScorer
-from rag.lexical import LEXICAL_VERSION, LexicalEncoder
+from rag.lexical import LexicalEncoder
 from rag.llm import NO_ANSWER, LLMClient, LLMError, answer_messages, rewrite_messages
 from rag.messages import refusal
 from rag.models import Answer, Citation, Language, Passage, SearchFilters, Turn
@@ -88,23 +88,27 @@ class Sanad:
         self.llm = llm
 
     @classmethod
-    def open(cls, settings: Settings) -> Sanad:
-        """Open (or create) the store and the configured components."""
+    def open(cls, settings: Settings, rebuild: bool = False) -> Sanad:
+        """Open (or create) the store and the configured components; ``rebuild`` empties the store first."""
         embedder = build_embedder(settings.embed)
+        r = settings.retrieval
+        encoder = LexicalEncoder(gram_weight=r.gram_weight, k1=r.bm25_k1, b=r.bm25_b)
         store = PassageStore(
             open_client(settings),
             settings.qdrant.collection,
             settings.embed.signature,
             embedder.dimension if embedder else None,
-            LEXICAL_VERSION,
+            encoder.manifest(),
         )
         try:
+            if rebuild:
+                store.drop()
             store.ensure()
         except Exception:
             store.close()
             raise
         llm = LLMClient(settings.llm) if settings.llm.enabled else None
-        return cls(settings, store, LexicalEncoder(gram_weight=settings.retrieval.gram_weight), embedder, llm)
+        return cls(settings, store, encoder, embedder, llm)
 
     def close(self) -> None:
         self.store.close()
@@ -236,6 +240,13 @@ class Sanad:
         raw, held, emitted, shown = "", "", False, ""
         try:
             for delta in self.llm.stream(messages):
+                if delta is None:  # RESTART: what came so far was the model's reasoning
+                    if shown:
+                        yield Event("reset", None)
+                        yield Event("passages", numbered)
+                    checker, tidier = MarkerChecker(len(passages)), StreamTidy()
+                    raw, held, emitted, shown = "", "", False, ""
+                    continue
                 raw += delta
                 if not emitted:
                     # Hold the first characters back until they cannot be the NO_ANSWER sentinel.

@@ -19,11 +19,10 @@ from qdrant_client import models
 from rag.text import Analyzer, fold, is_arabic
 from rag.translit import arabic_skeleton, name_skeletons
 
-#: Bump when analysis changes: a collection built by another version is refused.
+#: Bump when analysis code changes (tokens, stems, n-grams, skeletons). The settings that weight the
+#: vector are recorded in the store's manifest beside it (:meth:`LexicalEncoder.manifest`).
 LEXICAL_VERSION = "stems+grams4+skeletons.v1"
 
-_K1 = 1.2
-_B = 0.75
 _AVG_TERMS = 110.0  # a chunk of 320 o200k tokens keeps about 110 content words
 _GRAMS_PER_TERM = 5.0
 _SKELETON_WEIGHT = 0.5  # only English questions carry skeletons: Arabic retrieval is unaffected
@@ -39,9 +38,24 @@ def char_grams(word: str, sizes: tuple[int, ...] = (4,)) -> list[str]:
 
 
 class LexicalEncoder:
-    def __init__(self, analyzer: Analyzer | None = None, gram_weight: float = 0.35) -> None:
+    def __init__(
+        self, analyzer: Analyzer | None = None, gram_weight: float = 0.35, k1: float = 1.2, b: float = 0.75
+    ) -> None:
         self.analyzer = analyzer or Analyzer()
         self.gram_weight = gram_weight
+        self.k1 = k1
+        self.b = b
+
+    def manifest(self) -> dict[str, str | float]:
+        """Everything that changes a stored lexical vector: a store built otherwise is refused."""
+        return {
+            "analyzer": LEXICAL_VERSION,
+            "gram_weight": self.gram_weight,
+            "bm25_k1": self.k1,
+            "bm25_b": self.b,
+            "bm25_avg_terms": _AVG_TERMS,
+            "skeleton_weight": _SKELETON_WEIGHT,
+        }
 
     def features(self, text: str) -> tuple[list[str], list[str]]:
         """Stem terms and character n-grams of ``text`` (with repeats)."""
@@ -50,10 +64,10 @@ class LexicalEncoder:
         grams = [g for t in tokens for g in char_grams(fold(t))]
         return terms, grams
 
-    @staticmethod
-    def _bm25(counts: Counter[str], length: float, avg: float, prefix: str, weight: float) -> dict[int, float]:
-        norm = _K1 * (1 - _B + _B * length / avg)
-        return {_hash(prefix + f): weight * c * (_K1 + 1) / (c + norm) for f, c in counts.items()}
+    def _bm25(self, counts: Counter[str], length: float, avg: float, prefix: str, weight: float) -> dict[int, float]:
+        k1, b = self.k1, self.b
+        norm = k1 * (1 - b + b * length / avg)
+        return {_hash(prefix + f): weight * c * (k1 + 1) / (c + norm) for f, c in counts.items()}
 
     def skeletons(self, text: str) -> list[str]:
         """Consonant skeletons of the Arabic words, for names asked about in Latin letters."""

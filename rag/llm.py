@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import contextlib
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
 
 from llama_index.core.base.llms.types import ChatMessage, MessageRole
 
 from rag.models import Language, Passage, Turn
+from rag.reasoning import ReasoningFilter, strip_reasoning
 from rag.settings import LLMSettings
 
 NO_ANSWER = "NO_ANSWER"
@@ -27,6 +33,59 @@ without the conversation, in the same language as that question. Reply with the 
 
 class LLMError(RuntimeError):
     """The endpoint failed, timed out, or answered with something unusable."""
+
+
+#: Yielded by :meth:`LLMClient.stream` when the reply turns out to have started inside a reasoning
+#: block: the text streamed until then was thinking and must be taken back.
+RESTART = None
+
+_DONE = object()
+
+
+def _bounded_iter(make: Callable[[], Iterator[Any]], deadline: float, what: str) -> Iterator[Any]:
+    """``make()``'s items, produced in a worker thread, until ``deadline`` (``time.monotonic``).
+
+    httpx's timeouts apply to each read, so a server that trickles a token a second never trips
+    them; this bounds the whole call, from connect to the last token. Past the deadline the
+    worker is told to stop and close the stream at its next item (or when its read times out).
+    """
+    items: queue.Queue[Any] = queue.Queue()
+    stop = threading.Event()
+
+    def work() -> None:
+        it: Iterator[Any] | None = None
+        try:
+            it = make()
+            for item in it:
+                if stop.is_set():
+                    break
+                items.put(item)
+            items.put(_DONE)
+        except BaseException as exc:  # handed to the consumer, which raises it as LLMError
+            items.put(exc)
+        finally:
+            close = getattr(it, "close", None)
+            if callable(close):
+                with contextlib.suppress(Exception):  # closing an abandoned stream: nothing to report to
+                    close()
+
+    threading.Thread(target=work, name="sanad-llm", daemon=True).start()
+    try:
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise LLMError(f"no complete {what} within the time limit (SANAD_LLM__TIMEOUT)")
+            try:
+                item = items.get(timeout=left)
+            except queue.Empty:
+                continue
+            if item is _DONE:
+                return
+            if isinstance(item, BaseException):
+                raise LLMError(f"{type(item).__name__}: {item}") from item
+            yield item
+    finally:
+        stop.set()
 
 
 def format_passages(passages: list[Passage]) -> str:
@@ -56,22 +115,45 @@ class LLMClient:
             max_tokens=settings.max_tokens,
         )
 
+    def _deadline(self) -> float:
+        return time.monotonic() + self.settings.timeout
+
     def chat(self, messages: list[ChatMessage]) -> str:
-        try:
-            content = self._llm.chat(messages).message.content
-        except Exception as exc:  # network, HTTP status, timeout, malformed JSON
-            raise LLMError(f"{type(exc).__name__}: {exc}") from exc
+        """The reply's content without reasoning, within ``SANAD_LLM__TIMEOUT`` in all."""
+        replies = list(_bounded_iter(lambda: iter([self._llm.chat(messages)]), self._deadline(), "reply"))
+        content = replies[0].message.content if replies else None
         if not isinstance(content, str) or not content.strip():
             raise LLMError("empty reply")
+        content = strip_reasoning(content)
+        if not content.strip():
+            raise LLMError("the reply held only reasoning, no answer")
         return content
 
-    def stream(self, messages: list[ChatMessage]) -> Iterator[str]:
-        try:
-            for chunk in self._llm.stream_chat(messages):
-                if chunk.delta:
-                    yield chunk.delta
-        except Exception as exc:
-            raise LLMError(f"{type(exc).__name__}: {exc}") from exc
+    def stream(self, messages: list[ChatMessage]) -> Iterator[str | None]:
+        """Visible content deltas, within ``SANAD_LLM__TIMEOUT`` in all; :data:`RESTART` takes back
+        what was yielded so far. Reasoning blocks and fields are never yielded."""
+        thinking = ReasoningFilter()
+        shown = False
+
+        def chunks() -> Iterator[Any]:
+            return iter(self._llm.stream_chat(messages))
+
+        for chunk in _bounded_iter(chunks, self._deadline(), "reply"):
+            if not chunk.delta:
+                continue
+            visible = thinking.feed(chunk.delta)
+            if thinking.take_restart() and shown:
+                shown = False
+                yield RESTART
+            if visible:
+                shown = shown or bool(visible.strip())
+                yield visible
+        tail = thinking.finish()
+        if tail:
+            shown = shown or bool(tail.strip())
+            yield tail
+        if not shown:
+            raise LLMError("the reply held only reasoning, no answer" if thinking.saw_reasoning else "empty reply")
 
     def ping(self) -> None:
         try:

@@ -80,6 +80,9 @@ class RetrievalSettings(BaseModel):
     candidates: int = Field(default=40, ge=1, le=1000)
     # Weight of character n-gram features beside word stems in the lexical vector.
     gram_weight: float = Field(default=0.35, ge=0)
+    # BM25 term saturation and length normalisation of the lexical vector (changing them means re-indexing).
+    bm25_k1: float = Field(default=1.2, gt=0)
+    bm25_b: float = Field(default=0.75, ge=0, le=1)
     fusion: Literal["rrf", "dbsf"] = "rrf"
 
 
@@ -106,6 +109,15 @@ class ServiceSettings(BaseModel):
     store_retry_seconds: float = Field(default=5.0, gt=0,
                                        description="Pause between attempts to reach a Qdrant server that was down at "
                                                    "start-up (the service answers 503 meanwhile).")
+    conversation_max_age_days: float = Field(default=90.0, gt=0,
+                                             description="Conversations not updated for this many days are "
+                                                         "deleted.")
+    max_conversations: int = Field(default=10_000, ge=1,
+                                   description="Conversations kept; beyond it the least recently updated are "
+                                               "deleted.")
+    retention_interval_seconds: float = Field(default=600.0, gt=0,
+                                              description="Pause between the passes that delete old and surplus "
+                                                          "conversations (one also runs at start-up).")
 
 
 class SlackSettings(BaseModel):

@@ -38,6 +38,20 @@ class StoreMismatch(StoreError):
     pass
 
 
+#: The setting behind each manifest entry, named in the message when a store was built otherwise.
+MANIFEST_SETTINGS = {
+    "analyzer": "Sanad's text analyzer (it changed with an upgrade)",
+    "gram_weight": "SANAD_RETRIEVAL__GRAM_WEIGHT",
+    "bm25_k1": "SANAD_RETRIEVAL__BM25_K1",
+    "bm25_b": "SANAD_RETRIEVAL__BM25_B",
+    "bm25_avg_terms": "Sanad's BM25 average length (it changed with an upgrade)",
+    "skeleton_weight": "Sanad's name-skeleton weight (it changed with an upgrade)",
+    "embedder": "the embedder (SANAD_EMBED__BACKEND, SANAD_EMBED__MODEL)",
+    "dense_dim": "SANAD_EMBED__DIMENSION",
+}
+REBUILD_HINT = "sanad index --rebuild PATH..."
+
+
 class StoreUnavailable(StoreError):
     pass
 
@@ -93,12 +107,13 @@ class PassageStore:
         collection: str,
         embedder_signature: str,
         dense_dim: int | None,
-        lexical_version: str,
+        lexical: dict[str, str | float],
     ) -> None:
         self.client = client
         self.chunks = collection
         self.documents = f"{collection}_documents"
-        self.manifest = {"embedder": embedder_signature, "lexical": lexical_version}
+        #: Every setting that changes how a stored vector is computed.
+        self.manifest: dict[str, Any] = {**lexical, "embedder": embedder_signature, "dense_dim": dense_dim}
         self.dense_dim = dense_dim
 
     # -- lifecycle -------------------------------------------------------
@@ -136,13 +151,25 @@ class PassageStore:
             return
         stored = found[0].payload or {}
         for key, want in self.manifest.items():
-            if stored.get(key) != want:
+            if key not in stored:
                 raise StoreMismatch(
-                    f"The collection '{self.chunks}' was built with {key} '{stored.get(key)}', "
-                    f"but Sanad is configured for '{want}'. Vectors are never mixed: "
-                    f"re-index into a fresh SANAD_DATA_DIR or another SANAD_QDRANT__COLLECTION, "
-                    f"or restore the settings that built it."
+                    f"The collection '{self.chunks}' was built by an older Sanad that did not record "
+                    f"{MANIFEST_SETTINGS.get(key, key)}. Vectors computed differently are never mixed: rebuild "
+                    f"the index with `{REBUILD_HINT}`, or use a fresh SANAD_DATA_DIR."
                 )
+            if stored[key] != want:
+                raise StoreMismatch(
+                    f"The collection '{self.chunks}' was built with {MANIFEST_SETTINGS.get(key, key)} = "
+                    f"{stored[key]!r}, but Sanad is configured with {want!r}. Vectors computed differently are "
+                    f"never mixed: rebuild the index with these settings (`{REBUILD_HINT}`), or restore the "
+                    f"setting that built it, or use a fresh SANAD_DATA_DIR."
+                )
+
+    def drop(self) -> None:
+        """Delete both collections (``sanad index --rebuild``); :meth:`ensure` creates them afresh."""
+        for name in (self.chunks, self.documents):
+            if self.client.collection_exists(name):
+                self.client.delete_collection(name)
 
     def ping(self) -> None:
         try:

@@ -36,9 +36,9 @@ def load_settings(data_dir: Path | None) -> Settings:
     return Settings(data_dir=data_dir) if data_dir else Settings()
 
 
-def open_engine(settings: Settings) -> Sanad:
+def open_engine(settings: Settings, rebuild: bool = False) -> Sanad:
     try:
-        return Sanad.open(settings)
+        return Sanad.open(settings, rebuild=rebuild)
     except StoreError as exc:
         err.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(2) from None
@@ -47,6 +47,9 @@ def open_engine(settings: Settings) -> Sanad:
 @app.command()
 def index(
     paths: Annotated[list[Path], typer.Argument(help="Files or folders: .txt .md .html .jsonl")],
+    rebuild: Annotated[bool, typer.Option(
+        "--rebuild", help="Drop the stored index first and build it afresh with the current settings "
+        "(after changing a setting the index records).")] = False,
     data_dir: DataDir = None,
 ) -> None:
     """Index articles (idempotent: unchanged ones are skipped, changed ones replaced)."""
@@ -54,7 +57,7 @@ def index(
     from index.readers import iter_files
 
     settings = load_settings(data_dir)
-    engine = open_engine(settings)
+    engine = open_engine(settings, rebuild=rebuild)
     try:
         indexer = Indexer(engine.store, engine.encoder, engine.embedder, settings.index)
         files = list(iter_files(paths))

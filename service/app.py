@@ -5,7 +5,9 @@
 
 The lifespan opens the engine (unless one is given, which stays the caller's
 to close), the conversation store under ``data_dir``, and for the embedded
-on-disk store writes ``data_dir/sanad-server.json`` naming this process.
+on-disk store writes ``data_dir/sanad-server.json`` naming this process, and
+starts the retention task that deletes old and surplus conversations
+(``service/retention.py``; ``app.state.retention``).
 A Qdrant server (``qdrant.url``) that cannot be reached does not stop the start:
 ``/readyz`` and the API answer 503 with the reason while it is retried every
 ``service.store_retry_seconds``, and the service is ready once it answers.
@@ -35,6 +37,7 @@ from service.conversations import ConversationStore
 from service.metrics import Metrics
 from service.middleware import AccessMiddleware, BodyLimitMiddleware, MetricsMiddleware
 from service.owner import remove_owner, write_owner
+from service.retention import Retention
 from service.routers import chat, documents, health, openai_compat, search, sessions
 from service.security import ApiKeys, RateLimiter
 from service.slack import mount_slack
@@ -74,12 +77,13 @@ def create_app(settings: Settings, engine: Sanad | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         conversations: ConversationStore | None = None
+        retention: Retention | None = None
         opened: list[Sanad] = []  # engines this lifespan opened (and closes)
         owner_written = False
         stopping = asyncio.Event()
 
         def activate(eng: Sanad) -> None:
-            nonlocal conversations, owner_written
+            nonlocal conversations, retention, owner_written
             if not settings.qdrant.url and not isinstance(eng.store.client, LockedClient):
                 eng.store.client = LockedClient(eng.store.client)  # type: ignore[assignment]
             conversations = ConversationStore.open(settings.data_dir, settings.service.max_turns)
@@ -89,6 +93,9 @@ def create_app(settings: Settings, engine: Sanad | None = None) -> FastAPI:
             app.state.sanad = ServiceState(settings=settings, engine=eng, conversations=conversations,
                                            metrics=metrics, write_lock=threading.Lock())
             app.state.store_error = None
+            # Old and surplus conversations are deleted in the background, never in an answer's way.
+            retention = app.state.retention = Retention(conversations, settings.service)
+            retention.start()
 
         async def connect_later() -> None:
             """Keep trying a Qdrant server that was down at start-up; serve once it answers."""
@@ -141,6 +148,8 @@ def create_app(settings: Settings, engine: Sanad | None = None) -> FastAPI:
             if retry is not None:
                 await retry
             app.state.sanad = None
+            if retention is not None:
+                await retention.stop()  # before the store it prunes is closed
             if owner_written:
                 remove_owner(settings)
             if conversations is not None:
@@ -158,6 +167,7 @@ def create_app(settings: Settings, engine: Sanad | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.metrics = metrics
     app.state.sanad = None
+    app.state.retention = None  # a Retention once the conversation store is open
     app.state.store_error = None  # why the store is not usable yet (a Qdrant server down at start-up)
 
     errors.install(app)

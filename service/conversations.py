@@ -2,7 +2,9 @@
 
 A session is a list of turns: each question (with the standalone form it was
 searched as) and each answer (text plus the whole answer object). Only the
-newest ``max_turns`` turns of a session are kept.
+newest ``max_turns`` turns of a session are kept, and :meth:`ConversationStore.prune`
+bounds how many sessions there are and how old they get (the service calls it
+periodically, see ``service/retention.py``).
 """
 
 from __future__ import annotations
@@ -10,14 +12,16 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
+import time
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from rag.models import Answer, Turn
 
 DB_NAME = "conversations.sqlite3"
+PRUNE_BATCH = 500  # sessions deleted per statement by prune(); the lock is released between batches
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS sessions (
@@ -39,8 +43,13 @@ CREATE INDEX IF NOT EXISTS sessions_updated ON sessions(updated_at);
 """
 
 
+def _stamp(moment: datetime) -> str:
+    """How times are stored: UTC ISO 8601 to the millisecond, so text order is time order."""
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds")
+
+
 def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds")
+    return _stamp(datetime.now(UTC))
 
 
 def new_session_id() -> str:
@@ -158,3 +167,58 @@ class ConversationStore:
         with self._lock:
             cur = self._db.execute("DELETE FROM sessions WHERE id = ?", (session_id,))
             return cur.rowcount > 0
+
+    # -- retention ---------------------------------------------------------
+    def prune(self, max_age_days: float, max_sessions: int, now: datetime | None = None, *,
+              batch_size: int = PRUNE_BATCH, stop: threading.Event | None = None) -> int:
+        """Delete sessions not updated for ``max_age_days``, then all but the ``max_sessions`` most
+        recently updated ones (their turns go with them). Returns how many sessions were deleted.
+
+        Works in batches of ``batch_size`` sessions, each its own short transaction with the lock
+        released in between, so answers being stored meanwhile wait for one batch at most. When
+        ``stop`` is set it returns after the batch in progress. ``now`` (default: the current time;
+        a naive value is taken as UTC) is what the age is measured from.
+        """
+        if max_sessions < 0:
+            raise ValueError("max_sessions must be >= 0")
+        if batch_size < 1:
+            raise ValueError("batch_size must be >= 1")
+        moment = now or datetime.now(UTC)
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=UTC)
+        removed = 0
+        try:
+            cutoff: str | None = _stamp(moment - timedelta(days=max_age_days))
+        except OverflowError:  # an age reaching before year 1: nothing is that old
+            cutoff = None
+        if cutoff is not None:
+            removed += self._delete_batches(
+                "DELETE FROM sessions WHERE id IN "
+                "(SELECT id FROM sessions WHERE updated_at < ? ORDER BY updated_at LIMIT ?)",
+                (cutoff, batch_size), batch_size, stop)
+        # The newest session beyond the cap (ties on updated_at broken by id): it and everything
+        # older go. Sessions updated meanwhile are newer than it, so they are never taken.
+        with self._lock:
+            edge = self._db.execute(
+                "SELECT updated_at, id FROM sessions ORDER BY updated_at DESC, id DESC LIMIT 1 OFFSET ?",
+                (max_sessions,),
+            ).fetchone()
+        if edge is not None:
+            removed += self._delete_batches(
+                "DELETE FROM sessions WHERE id IN "
+                "(SELECT id FROM sessions WHERE updated_at < ? OR (updated_at = ? AND id <= ?) "
+                "ORDER BY updated_at LIMIT ?)",
+                (edge["updated_at"], edge["updated_at"], edge["id"], batch_size), batch_size, stop)
+        return removed
+
+    def _delete_batches(self, sql: str, params: tuple[Any, ...], batch_size: int,
+                        stop: threading.Event | None) -> int:
+        removed = 0
+        while stop is None or not stop.is_set():
+            with self._lock:
+                n = self._db.execute(sql, params).rowcount
+            removed += n
+            if n < batch_size:
+                break
+            time.sleep(0)  # let a thread waiting for the lock (an answer being stored) take it
+        return removed

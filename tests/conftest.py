@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import settings as hypothesis_settings
 
 from index.ingest import Indexer
 from rag.engine import Sanad
@@ -19,6 +20,19 @@ REPO = Path(__file__).resolve().parents[1]
 SEEDS = REPO / "seeds"
 SEED_IDS = sorted(p.stem for p in SEEDS.glob("*.txt"))
 REFUSAL_AR = "لا تتضمن المقالات المتاحة إجابة عن هذا السؤال."
+
+# Property tests are deterministic by default: the same examples on every run and machine, no example
+# database carried between runs. Before a release, `HYPOTHESIS_PROFILE=release pytest tests/test_fuzz.py
+# tests/test_chunking.py` draws fresh random examples, 20 times as many (see README, "Before a release").
+hypothesis_settings.register_profile("ci", derandomize=True, database=None, print_blob=True)
+hypothesis_settings.register_profile("release", derandomize=False, database=None, print_blob=True)
+PROFILE = os.environ.get("HYPOTHESIS_PROFILE", "ci")
+hypothesis_settings.load_profile(PROFILE)
+
+
+def examples(n: int) -> int:
+    """``n`` generated examples in CI, 20 times as many in the release profile."""
+    return n * 20 if PROFILE == "release" else n
 
 
 def read_seed(doc_id: str) -> str:

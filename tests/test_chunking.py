@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from index.chunker import Chunk, Chunker, _o200k
 from rag.sentences import sentence_spans, split_sentences
 from rag.settings import IndexSettings
-from tests.conftest import SEED_IDS, read_seed
+from tests.conftest import SEED_IDS, examples, read_seed
 
 BUDGET = IndexSettings().chunk_tokens
 
@@ -115,7 +115,7 @@ def test_empty_and_blank_text_give_no_chunks(chunker: Chunker) -> None:
 _ARABICISH = st.text(alphabet=st.sampled_from(list("ابتقمنوي ءأإآةى.؟!؛،\n\t«»\"'0123456789٠١٢ًٌَُـ")), max_size=400)
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=examples(150), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(text=st.one_of(st.text(max_size=400), _ARABICISH))
 @example(text="0:0:0\x810\x81\x95\u9d01\x81")  # a chunk repeating earlier text was placed on the copy
 def test_any_text_chunks_without_crashing_into_exact_slices(small_chunker: Chunker, text: str) -> None:

@@ -111,3 +111,16 @@ def test_index_with_nothing_indexable_fails(tmp_path: Path) -> None:
     code, out, err = sanad("index", str(bad), "--data-dir", str(tmp_path / "data"))
     assert code == 1
     assert "unsupported file type" in err and "0 documents" in out
+
+
+def test_a_changed_vector_setting_is_refused_until_the_index_is_rebuilt(tmp_path: Path) -> None:
+    folder = str(tmp_path / "data")
+    assert runner.invoke(app, ["index", str(SEEDS), "--data-dir", folder]).exit_code == 0
+    env = {"SANAD_RETRIEVAL__GRAM_WEIGHT": "2.0"}
+    refused = runner.invoke(app, ["index", str(SEEDS), "--data-dir", folder], env=env)
+    assert refused.exit_code == 2
+    assert "SANAD_RETRIEVAL__GRAM_WEIGHT" in " ".join(refused.stderr.split())
+    rebuilt = runner.invoke(app, ["index", "--rebuild", str(SEEDS), "--data-dir", folder], env=env)
+    assert rebuilt.exit_code == 0 and "5 added" in rebuilt.stdout
+    asked = runner.invoke(app, ["ask", "من يرأس وفد حماس في مفاوضات القاهرة؟", "--json", "--data-dir", folder], env=env)
+    assert asked.exit_code == 0 and "خليل الحية" in json.loads(asked.stdout)["answer"]

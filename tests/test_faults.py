@@ -211,7 +211,8 @@ def kill_mid_way(cmd: list[str], env: dict[str, str], data_dir: Path, engine_kin
     """Run ``cmd`` and SIGKILL it once it has used a random amount of CPU time after opening the store, until
     the store holds some but not all documents; returns that partial state (checked consistent)."""
     # Measured: about 0.4 s of CPU to get ready after opening, then 5 ms (edge) or 10 ms (local) per article.
-    fuse = random.uniform(0.5, 1.1) if engine_kind == "edge" else random.uniform(0.4, 0.55)
+    rng = random.Random(n)  # seeded: the same first fuse on every run
+    fuse = rng.uniform(0.5, 1.1) if engine_kind == "edge" else rng.uniform(0.4, 0.55)
     for _ in range(8):
         proc = subprocess.Popen(cmd, env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + START_TIMEOUT

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import random
 import re
 import tempfile
 from collections.abc import Iterator
@@ -34,7 +35,7 @@ from rag.settings import IndexSettings, ServiceSettings, Settings
 from rag.text import Analyzer, clean, detect_language, fold
 from rag.translit import arabic_skeleton, latin_skeleton, name_skeletons
 from service.app import create_app
-from tests.conftest import index_seeds
+from tests.conftest import examples, index_seeds
 
 # -- the HTTP API from its OpenAPI schema -------------------------------------------------------------------------
 
@@ -79,7 +80,7 @@ def _operations() -> list[tuple[str, str, GenerationMode]]:
 
 OPERATIONS = _operations()
 # Examples per operation and mode; raise it for a longer hunt: FUZZ_EXAMPLES=1000 pytest tests/test_fuzz.py
-API_EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "30"))
+API_EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", str(examples(30))))
 _STRATEGIES: dict[tuple[str, str, GenerationMode], Any] = {}
 
 
@@ -192,7 +193,7 @@ def _finite_sparse(vector: Any) -> None:
     assert all(math.isfinite(v) and v > 0 for v in vector.values)
 
 
-@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=examples(200), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(text=ANY_TEXT)
 @example(text="")
 @example(text="\u0640\u0640\u064b")  # tatweel and a diacritic only: nothing left after cleaning
@@ -219,7 +220,7 @@ def default_chunker() -> Chunker:
     return Chunker(IndexSettings().chunk_tokens)
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=examples(60), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(text=st.one_of(_ARABIC_SOUP, st.text(max_size=300)))
 @example(text="ﷺ. ﷲ؟ ﻻ؛ " * 40)
 def test_chunks_at_the_default_size_are_exact_slices_with_sentences_inside(default_chunker: Chunker,
@@ -238,19 +239,52 @@ def test_chunks_at_the_default_size_are_exact_slices_with_sentences_inside(defau
 
 _REPLY_PIECES = st.lists(st.one_of(
     st.text(alphabet=st.sampled_from(list(" \t\n.,،؛:!?؟ab س[]0123456789٠٩,")), max_size=12),
-    st.sampled_from(["[1]", "[7]", "[99]", "[1, 2]", "[٢]", "[" + "9" * 5000 + "]", "[ 3 ]", "[2،99]", "[", "]"]),
+    st.sampled_from(["[1]", "[7]", "[99]", "[1, 2]", "[٢]", "[" + "9" * 5000 + "]", "[ 3 ]", "[2،99]", "[", "]",
+                     "[[99]1]", "[[", "]]", "[[7]", "1]", "[ ١ ، ٩٩ ]", "[0]", "\U000f0001"]),
 ), max_size=12)
+_SHOWN_MARKER = re.compile(r"\[\s*(\d+(?:\s*[,،]\s*\d+)*)\s*\]")
 
 
-@settings(max_examples=300, deadline=None)
-@given(pieces=_REPLY_PIECES, n_passages=st.integers(min_value=1, max_value=5))
-def test_markers_and_whitespace_are_checked_the_same_whole_or_streamed(pieces: list[str], n_passages: int) -> None:
+def unbacked_markers(text: str, checker: MarkerChecker) -> list[str]:
+    """Every ``[n]``-like marker a reader sees in ``text`` that no recorded passage backs."""
+    bad = []
+    for m in _SHOWN_MARKER.finditer(text):
+        for raw in re.split(r"\s*[,،]\s*", m.group(1)):
+            k = int(raw) if len(raw) <= 6 else 0
+            if not (1 <= k <= checker.n_passages and k in checker.order):
+                bad.append(m.group())
+    return bad
+
+
+def check_whole_and_streamed(pieces: list[str], n_passages: int) -> str:
     whole = "".join(pieces)
     checker = MarkerChecker(n_passages)
     expected = tidy(checker.check(whole))
-    assert {int(k) for k in re.findall(r"\[(\d+)\]", expected)} <= set(range(1, n_passages + 1))
+    assert not unbacked_markers(expected, checker), (whole, expected)
     streaming, tidier = MarkerChecker(n_passages), StreamTidy()
     shown = "".join(tidier.feed(streaming.feed(p)) for p in pieces)
     shown += tidier.feed(streaming.finish()) + tidier.finish()
     assert shown == expected  # what a client is shown while it streams is the final answer text
     assert streaming.order == checker.order
+    return expected
+
+
+@settings(max_examples=examples(300), deadline=None)
+@given(pieces=_REPLY_PIECES, n_passages=st.integers(min_value=1, max_value=5))
+@example(pieces=["Hamas said 900 [[99]1]."], n_passages=2)
+@example(pieces=["Hamas said 900 [", "[99]", "1]."], n_passages=2)
+@example(pieces=["x [\U000f0001", "1] y"], n_passages=2)
+def test_markers_and_whitespace_are_checked_the_same_whole_or_streamed(pieces: list[str], n_passages: int) -> None:
+    check_whole_and_streamed(pieces, n_passages)
+
+
+def test_30000_seeded_replies_leave_no_unbacked_marker() -> None:
+    """Replies built at random (seeded) from brackets, digits in two scripts, separators and text, checked whole
+    and streamed in random pieces: no marker survives that a passage does not back."""
+    rng = random.Random(20261201)
+    atoms = list("[[[]]]  ,،") + ["1", "2", "3", "9", "٢", "٠", "12", "99", "0", "a", "س", ".", "\n", "[1]", "[99]"]
+    for _ in range(30_000):
+        text = "".join(rng.choice(atoms) for _ in range(rng.randint(1, 24)))
+        cuts = sorted(rng.sample(range(len(text) + 1), k=min(len(text) + 1, rng.randint(0, 4))))
+        pieces = [text[a:b] for a, b in zip([0, *cuts], [*cuts, len(text)], strict=True)]
+        check_whole_and_streamed(pieces, rng.randint(1, 5))

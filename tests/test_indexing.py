@@ -13,9 +13,9 @@ import pytest
 
 from index.ingest import Indexer, IndexSummary
 from rag.engine import Sanad
-from rag.lexical import LEXICAL_VERSION
+from rag.lexical import LexicalEncoder
 from rag.models import Article
-from rag.settings import EmbedSettings, Settings
+from rag.settings import EmbedSettings, RetrievalSettings, Settings
 from rag.store import OWNER_FILE, PassageStore, StoreBusy, StoreMismatch, open_client
 from tests.conftest import SEED_IDS, SEEDS, index_seeds
 
@@ -196,7 +196,7 @@ def persistent(tmp_path: Path) -> Settings:
 
 def test_store_built_by_one_embedder_is_refused_by_another(persistent: Settings) -> None:
     other = PassageStore(open_client(persistent), persistent.qdrant.collection, "openai:text-embedding-3-small:64",
-                         64, LEXICAL_VERSION)
+                         64, LexicalEncoder().manifest())
     try:
         with pytest.raises(StoreMismatch) as exc:
             other.ensure()
@@ -204,7 +204,7 @@ def test_store_built_by_one_embedder_is_refused_by_another(persistent: Settings)
         other.close()
     msg = str(exc.value)
     assert "'none'" in msg and "openai:text-embedding-3-small:64" in msg
-    assert "re-index" in msg and "SANAD_DATA_DIR" in msg
+    assert "SANAD_EMBED__BACKEND" in msg and "sanad index --rebuild" in msg
 
 
 def test_engine_configured_for_embeddings_refuses_a_lexical_store(persistent: Settings) -> None:
@@ -221,12 +221,39 @@ def test_engine_configured_for_embeddings_refuses_a_lexical_store(persistent: Se
 
 
 def test_store_built_by_another_analyzer_is_refused(persistent: Settings) -> None:
-    other = PassageStore(open_client(persistent), persistent.qdrant.collection, "none", None, "stems.v0")
+    other = PassageStore(open_client(persistent), persistent.qdrant.collection, "none", None,
+                         {**LexicalEncoder().manifest(), "analyzer": "stems.v0"})
     try:
-        with pytest.raises(StoreMismatch, match="lexical"):
+        with pytest.raises(StoreMismatch, match="analyzer"):
             other.ensure()
     finally:
         other.close()
+
+
+@pytest.mark.parametrize("setting, value, env", [
+    ("gram_weight", 2.0, "SANAD_RETRIEVAL__GRAM_WEIGHT"),
+    ("bm25_b", 0.5, "SANAD_RETRIEVAL__BM25_B"),
+    ("bm25_k1", 2.0, "SANAD_RETRIEVAL__BM25_K1"),
+])
+def test_a_store_indexed_with_other_vector_settings_is_refused_naming_the_setting(
+        persistent: Settings, setting: str, value: float, env: str) -> None:
+    changed = persistent.model_copy(update={"retrieval": RetrievalSettings(**{setting: value})})
+    with pytest.raises(StoreMismatch) as exc:
+        Sanad.open(changed)
+    msg = str(exc.value)
+    assert env in msg and repr(value) in msg and repr(getattr(RetrievalSettings(), setting)) in msg
+    assert "sanad index --rebuild" in msg
+    # The store is untouched, and a rebuild with the new setting starts it afresh.
+    eng = Sanad.open(persistent)
+    try:
+        assert eng.store.count_chunks(GHAZI) > 0
+    finally:
+        eng.close()
+    eng = Sanad.open(changed, rebuild=True)
+    try:
+        assert eng.store.count_chunks() == 0 and eng.store.list_documents() == []
+    finally:
+        eng.close()
 
 
 @pytest.fixture

@@ -2,13 +2,15 @@
 
 Drives Debian's chromium through Playwright against the real FastAPI service,
 served by uvicorn on 127.0.0.1 with the seed articles indexed in memory.
-Set up with ``scripts/install-browser.sh``; skipped only when chromium is missing.
+Playwright comes with the ``dev`` extra; chromium with ``scripts/install-browser.sh``
+(which also installs Playwright). Skipped, with the reason, when either is missing.
 
 Screenshots go to ``artifacts/web-chat*.png``.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import socket
 import threading
@@ -31,10 +33,19 @@ CHROMIUM_ARGS = [
 ]
 TIMEOUT_MS = 15_000
 
-pytestmark = pytest.mark.skipif(
-    not CHROMIUM.exists(),
-    reason=f"{CHROMIUM} not found: run scripts/install-browser.sh to enable the browser test",
-)
+HAS_PLAYWRIGHT = importlib.util.find_spec("playwright") is not None
+
+pytestmark = [
+    pytest.mark.skipif(
+        not CHROMIUM.exists(),
+        reason=f"{CHROMIUM} not found: run scripts/install-browser.sh to enable the browser test",
+    ),
+    pytest.mark.skipif(
+        not HAS_PLAYWRIGHT,
+        reason="the playwright package is not installed: pip install -e '.[dev]' (or run "
+               "scripts/install-browser.sh) to enable the browser test",
+    ),
+]
 
 
 # -- fixtures -------------------------------------------------------------------
@@ -79,7 +90,7 @@ def base_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    # Imported here so the module still collects (and skips) on machines without the browser.
+    # Imported here so the module still collects (and skips) on machines without Playwright.
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as pw:

@@ -10,6 +10,16 @@ Usage::
 
 Behaviour is scripted through the attributes of `FakeOpenAI`, which tests may
 change between requests. `mode` applies to every POST endpoint.
+
+Quirks of the servers users run, each settable:
+- a reasoning model's thinking in the content (``fake.reply`` returning ``"<think>…</think>answer"``,
+  as Qwen3 or DeepSeek-R1 behind llama.cpp or Ollama send it);
+- thinking in a separate field (``fake.reasoning``, sent as ``reasoning_content`` like llama.cpp and
+  DeepSeek, or ``reasoning`` like vLLM and Ollama, by ``fake.reasoning_field``), streamed as deltas;
+- a final usage-only chunk with an empty ``choices`` list (``fake.usage_chunk``, as vLLM and OpenAI send
+  with ``stream_options.include_usage``);
+- a stream that trickles (``fake.trickle_seconds`` between pieces);
+- an empty ``choices`` list in the reply itself (``mode = "empty_choices"``).
 """
 
 from __future__ import annotations
@@ -34,7 +44,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.types import Receive, Scope, Send
 
-Mode = Literal["ok", "hang", "error500", "malformed", "drop"]
+Mode = Literal["ok", "hang", "error500", "malformed", "drop", "empty_choices"]
 
 MODEL_NAME = "fake-model"
 DEFAULT_REPLY = "OK [1]"
@@ -54,6 +64,10 @@ class FakeOpenAI:
         self.mode: Mode = "ok"
         self.hang_seconds: float = 30.0
         self.embed_dim: int = 64
+        self.reasoning: str | None = None
+        self.reasoning_field: str = "reasoning_content"
+        self.usage_chunk: bool = False
+        self.trickle_seconds: float = 0.0
         #: Every received request, in order: ``{"path": str, "body": dict}``.
         self.requests: list[dict[str, Any]] = []
         self._stopping = threading.Event()
@@ -64,6 +78,10 @@ class FakeOpenAI:
         self.mode = "ok"
         self.hang_seconds = 30.0
         self.embed_dim = 64
+        self.reasoning = None
+        self.reasoning_field = "reasoning_content"
+        self.usage_chunk = False
+        self.trickle_seconds = 0.0
         self.requests.clear()
 
     def bodies(self, path_suffix: str = "") -> list[dict[str, Any]]:
@@ -227,33 +245,34 @@ def create_app(fake: FakeOpenAI) -> FastAPI:
         cid, created = f"chatcmpl-{uuid.uuid4().hex[:24]}", int(time.time())
         if stream:
             return StreamingResponse(
-                _chat_stream(cid, created, model, text), media_type="text/event-stream"
+                _chat_stream(fake, cid, created, model, text, _messages_text(messages)),
+                media_type="text/event-stream",
             )
         prompt_tokens, completion_tokens = (
             _count_tokens(_messages_text(messages)),
             _count_tokens(text),
         )
-        return JSONResponse(
-            {
+        message: dict[str, Any] = {"role": "assistant", "content": text}
+        if fake.reasoning is not None:
+            message[fake.reasoning_field] = fake.reasoning
+        choices: list[dict[str, Any]] = [
+            {"index": 0, "message": message, "logprobs": None, "finish_reason": "stop"}
+        ]
+        payload = {
                 "id": cid,
                 "object": "chat.completion",
                 "created": created,
                 "model": model,
-                "choices": [
-                    {
-                        "index": 0,
-                        "message": {"role": "assistant", "content": text},
-                        "logprobs": None,
-                        "finish_reason": "stop",
-                    }
-                ],
+                "choices": [] if fake.mode == "empty_choices" else choices,
                 "usage": {
                     "prompt_tokens": prompt_tokens,
                     "completion_tokens": completion_tokens,
                     "total_tokens": prompt_tokens + completion_tokens,
                 },
             }
-        )
+        if fake.trickle_seconds:  # the body itself arrives a few bytes at a time
+            return StreamingResponse(_trickle(fake, json.dumps(payload).encode()), media_type="application/json")
+        return JSONResponse(payload)
 
     @app.post("/v1/completions")
     async def completions(request: Request) -> Response:
@@ -335,13 +354,39 @@ def _chunk(
     }
 
 
+async def _trickle(fake: FakeOpenAI, body: bytes, pieces: int = 60) -> AsyncIterator[bytes]:
+    step = max(1, math.ceil(len(body) / pieces))
+    for i in range(0, len(body), step):
+        await asyncio.sleep(fake.trickle_seconds)
+        if fake._stopping.is_set():
+            return
+        yield body[i : i + step]
+
+
 async def _chat_stream(
-    cid: str, created: int, model: str, text: str
+    fake: FakeOpenAI, cid: str, created: int, model: str, text: str, prompt: str
 ) -> AsyncIterator[bytes]:
+    if fake.mode == "empty_choices":  # chunks that carry nothing, then the end
+        for _ in range(3):
+            yield _sse({"id": cid, "object": "chat.completion.chunk", "created": created, "model": model,
+                        "choices": []})
+        yield _sse("[DONE]")
+        return
     yield _sse(_chunk(cid, created, model, {"role": "assistant"}))
-    for piece in _split_pieces(text):
-        yield _sse(_chunk(cid, created, model, {"content": piece}))
+    pieces = [{fake.reasoning_field: p} for p in _split_pieces(fake.reasoning or "")]
+    pieces += [{"content": p} for p in _split_pieces(text)]
+    for delta in pieces:
+        if fake.trickle_seconds:
+            await asyncio.sleep(fake.trickle_seconds)
+            if fake._stopping.is_set():
+                return
+        yield _sse(_chunk(cid, created, model, delta))
     yield _sse(_chunk(cid, created, model, {}, finish="stop"))
+    if fake.usage_chunk:
+        prompt_tokens, completion_tokens = _count_tokens(prompt), _count_tokens(text)
+        yield _sse({"id": cid, "object": "chat.completion.chunk", "created": created, "model": model,
+                    "choices": [], "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
+                                             "total_tokens": prompt_tokens + completion_tokens}})
     yield _sse("[DONE]")
 
 
