@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -20,6 +21,8 @@ class GoldItem(BaseModel):
     facts: list[list[str]] = Field(default_factory=list)
     sources: list[str] = Field(default_factory=list)
     answerable: bool = True
+    # "dev": thresholds may be fitted on it; "test": reported, gated, never fitted on.
+    split: Literal["dev", "test"] | None = None
 
     @model_validator(mode="after")
     def _consistent(self) -> GoldItem:

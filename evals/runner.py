@@ -74,7 +74,9 @@ def corpus_engine(corpus: list[Path], base: Settings | None = None) -> Iterator[
     with tempfile.TemporaryDirectory(prefix="sanad-eval-") as tmp:
         # A fresh embedded store in the temporary folder (the configured engine, never a server).
         qdrant = base.qdrant.model_copy(update={"url": None, "path": None, "collection": "eval"})
-        settings = base.model_copy(update={"data_dir": Path(tmp), "qdrant": qdrant})
+        # The vector cache is content-addressed: the user's one is reused, so vectors are computed once.
+        embed = base.embed.model_copy(update={"cache_path": base.vector_cache_path})
+        settings = base.model_copy(update={"data_dir": Path(tmp), "qdrant": qdrant, "embed": embed})
         engine = Sanad.open(settings)
         try:
             summary = Indexer(engine.store, engine.encoder, engine.embedder, settings.index).index_paths(corpus)

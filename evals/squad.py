@@ -4,19 +4,41 @@ each question an item whose fact is its answer span and whose source is its para
 from __future__ import annotations
 
 import json
+import random
 from pathlib import Path
 
 
 def convert(
-    squad: Path, out: Path, questions: Path | None = None, lang: str | None = None, question_lang: str | None = None
+    squad: Path,
+    out: Path,
+    questions: Path | None = None,
+    lang: str | None = None,
+    question_lang: str | None = None,
+    leave_out: float = 0.0,
+    seed: int = 13,
 ) -> tuple[Path, Path]:
     """Write ``corpus.jsonl`` and ``gold.jsonl`` under ``out``.
 
     ``questions``: a parallel SQuAD file (same question ids) whose questions are asked
     instead, e.g. English questions over Arabic paragraphs. Answers (facts) stay those
     of ``squad``, since they must be found in its paragraphs.
+
+    ``leave_out``: a seeded share of the paragraphs is kept out of the corpus, and their
+    questions become unanswerable items. They look like real questions, and the articles'
+    other paragraphs are on the same topic: the hard case for refusal.
+
+    Every item gets a ``split``: the articles (not paragraphs, so one topic stays on one
+    side) are shuffled with ``seed`` and halved into ``dev``, where thresholds are fitted,
+    and ``test``, which no threshold sees.
     """
     data = json.loads(squad.read_text(encoding="utf-8"))
+    rng = random.Random(seed)
+    titles = [art["title"] for art in data["data"]]
+    shuffled = titles[:]
+    rng.shuffle(shuffled)
+    split = {t: ("dev" if i < len(shuffled) // 2 else "test") for i, t in enumerate(shuffled)}
+    keys = [(art["title"], i) for art in data["data"] for i in range(len(art["paragraphs"]))]
+    left_out = set(rng.sample(keys, round(len(keys) * leave_out))) if leave_out else set()
     asked: dict[str, str] = {}
     if questions is not None:
         for art in json.loads(questions.read_text(encoding="utf-8"))["data"]:
@@ -29,6 +51,21 @@ def convert(
         for art in data["data"]:
             for i, p in enumerate(art["paragraphs"]):
                 doc_id = f"{art['title']}_{i}".replace(" ", "_").replace("/", "_")
+                gone = (art["title"], i) in left_out
+                for q in p["qas"]:
+                    answers = list(dict.fromkeys(a["text"] for a in q["answers"]))
+                    item = {
+                        "id": q["id"],
+                        "lang": qlang,
+                        "question": asked.get(q["id"], q["question"]),
+                        "facts": [] if gone else [answers],
+                        "sources": [] if gone else [doc_id],
+                        "answerable": not gone,
+                        "split": split[art["title"]],
+                    }
+                    fg.write(json.dumps(item, ensure_ascii=False) + "\n")
+                if gone:
+                    continue
                 fc.write(
                     json.dumps(
                         {"id": doc_id, "title": art["title"].replace("_", " "), "text": p["context"]},
@@ -36,15 +73,4 @@ def convert(
                     )
                     + "\n"
                 )
-                for q in p["qas"]:
-                    answers = list(dict.fromkeys(a["text"] for a in q["answers"]))
-                    item = {
-                        "id": q["id"],
-                        "lang": qlang,
-                        "question": asked.get(q["id"], q["question"]),
-                        "facts": [answers],
-                        "sources": [doc_id],
-                        "answerable": True,
-                    }
-                    fg.write(json.dumps(item, ensure_ascii=False) + "\n")
     return corpus, gold

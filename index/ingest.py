@@ -10,6 +10,7 @@ written. A re-run sees no matching record and redoes the same idempotent work.
 from __future__ import annotations
 
 import hashlib
+import logging
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -19,14 +20,16 @@ from typing import Literal
 
 from qdrant_client import models
 
-from index.chunker import Chunker
+from index.chunker import Chunk, Chunker
 from index.readers import Skipped, iter_files, read_path
-from rag.embedding import Embedder
+from rag.embedding import CachedEmbedder, EmbedderUnavailable
 from rag.lexical import LexicalEncoder
 from rag.models import Article
 from rag.retrieval import date_number
 from rag.settings import IndexSettings
 from rag.store import DENSE, LEXICAL, PassageStore, chunk_point_id
+
+log = logging.getLogger("sanad")
 
 Outcome = Literal["added", "updated", "unchanged"]
 
@@ -56,13 +59,28 @@ def content_hash(article: Article) -> str:
 
 class Indexer:
     def __init__(
-        self, store: PassageStore, encoder: LexicalEncoder, embedder: Embedder | None, settings: IndexSettings
+        self, store: PassageStore, encoder: LexicalEncoder, embedder: CachedEmbedder | None, settings: IndexSettings
     ) -> None:
         self.store = store
         self.encoder = encoder
         self.embedder = embedder
+        self._unavailable = False
         self.settings = settings
         self.chunker = Chunker(settings.chunk_tokens, settings.chunk_overlap)
+
+    def _dense(self, chunks: list[Chunk]) -> list[list[float]] | None:
+        """A dense vector per chunk, and (cached, for the answerer) one per sentence; ``None`` without an
+        embedder or when it cannot run on this machine (said once; retrieval is then lexical)."""
+        if self.embedder is None or self._unavailable:
+            return None
+        try:
+            vectors = self.embedder.vectors([c.text for c in chunks])
+            self.embedder.vectors([c.text[s:e] for c in chunks for s, e in c.sentences])
+        except EmbedderUnavailable as exc:
+            self._unavailable = True
+            log.warning("No dense vectors: %s. Indexing and retrieval are lexical only.", exc)
+            return None
+        return vectors.tolist()  # type: ignore[no-any-return]
 
     def index_article(self, article: Article) -> tuple[Outcome, int]:
         """Index one article; returns what happened and its chunk count."""
@@ -75,7 +93,7 @@ class Indexer:
         chunks = self.chunker.chunk(article.text)
         if not chunks:
             raise ValueError("no text to index")
-        dense = self.embedder.embed_documents([c.text for c in chunks]) if self.embedder else None
+        dense = self._dense(chunks)
         points = []
         for i, c in enumerate(chunks):
             vector: dict[str, models.Vector] = {LEXICAL: self.encoder.document(c.text)}

@@ -161,6 +161,28 @@ def _vector_out(v: Any) -> Any:
     return v
 
 
+def _expression(e: Any) -> Any:
+    """A qdrant-client formula expression as a qdrant-edge ``Expression`` (the arithmetic subset)."""
+    E = qe.Expression
+    if isinstance(e, bool):
+        raise NotImplementedError("bool expression")
+    if isinstance(e, int | float):
+        return E.Constant(float(e))
+    if isinstance(e, str):
+        return E.Variable(e)
+    if isinstance(e, models.SumExpression):
+        return E.Sum([_expression(x) for x in e.sum])
+    if isinstance(e, models.MultExpression):
+        return E.Mult([_expression(x) for x in e.mult])
+    if isinstance(e, models.DivExpression):
+        return E.Div(_expression(e.div.left), _expression(e.div.right), e.div.by_zero_default)
+    if isinstance(e, models.MaxExpression):
+        return E.Max([_expression(x) for x in e.max])
+    if isinstance(e, models.MinExpression):
+        return E.Min([_expression(x) for x in e.min])
+    raise NotImplementedError(f"expression {type(e).__name__}")
+
+
 def _query(q: Any, using: str | None) -> Any:
     if q is None:
         return None
@@ -172,6 +194,8 @@ def _query(q: Any, using: str | None) -> Any:
         return qe.Fusion.Dbsf() if q.fusion == models.Fusion.DBSF else qe.Fusion.Rrf(k=_DEFAULT_RRF_K)
     if isinstance(q, models.RrfQuery):
         return qe.Fusion.Rrf(k=q.rrf.k or _DEFAULT_RRF_K, weights=q.rrf.weights)
+    if isinstance(q, models.FormulaQuery):
+        return qe.Formula(_expression(q.formula), defaults=q.defaults or None)
     raise NotImplementedError(f"query {type(q).__name__}")
 
 

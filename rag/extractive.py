@@ -1,11 +1,20 @@
 """The offline answerer: picks the retrieved sentences that best answer the question.
 
-No model: each candidate sentence is scored by how much of the question's
-weighted vocabulary it covers (stems, plus character n-grams for names and
-spelling variants); weights are inverse frequencies among the candidates, so
-words every passage shares (غزة) count little. The answer quotes the best
-sentences verbatim, each with its ``[n]`` citation; too little coverage is a
-refusal.
+No generative model. Each candidate sentence gets two signals:
+
+- **words**: how much of the question's weighted vocabulary it covers (stems, plus character
+  n-grams for names and spelling variants; weights are inverse frequencies among the candidates,
+  so words every passage shares, like غزة, count little). Across scripts (an English question,
+  an Arabic article) only names (consonant skeletons) and numbers can be shared.
+- **meaning**: the cosine between the question's and the sentence's vectors from the multilingual
+  encoder, read from the vector cache (sentence vectors are computed at index time). This is what
+  lets an English question find the Arabic sentence that answers it.
+
+They are combined with weights fitted on a development split (``evals/calibrate.py``). A sentence
+that lacks what the question asks for (a number for "how many", a date for "when", see
+:mod:`rag.answer_types`) is marked down; headings are never quoted while a real sentence
+answers; a second or third sentence is quoted only when it scores close to the best. Too little
+support is a refusal.
 """
 
 from __future__ import annotations
@@ -16,6 +25,10 @@ from collections import Counter
 from dataclasses import dataclass
 from functools import lru_cache
 
+import numpy as np
+
+from rag.answer_types import answer_type_ok
+from rag.embedding import CachedEmbedder, EmbeddingError
 from rag.lexical import LexicalEncoder
 from rag.models import Citation, Passage
 from rag.settings import AnswerSettings
@@ -23,27 +36,62 @@ from rag.text import detect_language, fold, fold_cached
 from rag.translit import name_skeletons
 
 _GRAM_SHARE = 0.35
-
-# Answer types a sentence can be checked for without a model: a "how many"
-# question needs a number, a "when" question a time expression.
-_ASKS_COUNT = re.compile(r"(^|\s)(كم|بكم)(\s|$)|\bhow (many|much)\b", re.IGNORECASE)
-_ASKS_TIME = re.compile(r"(^|\s)(متى|ومتى)(\s|$)|\bwhen\b|\bwhat (date|day|year|month)\b", re.IGNORECASE)
-_NUMBER = re.compile(
-    r"\d|(^|\s)[وب]?(ال)?(واحد|اثن|ثلاث|اربع|خمس|ست|سبع|ثمان|تسع|عشر|مئ|مائ|الف|الاف|مليون|ملايين|مليار|عشرات|مئات)",
-)
-_TIME = re.compile(
-    r"\d|يناير|فبراير|مارس|ابريل|مايو|يونيو|يوليو|اغسطس|سبتمبر|اكتوبر|نوفمبر|ديسمبر|كانون|شباط|اذار|نيسان|ايار|"
-    r"حزيران|تموز|اب|ايلول|تشرين|الاثنين|الثلاثاء|الاربعاء|الخميس|الجمعه|السبت|الاحد|امس|اليوم|غدا|الاسبوع|"
-    r"الشهر|العام|صباح|مساء|منتصف|نهايه|بدايه|مطلع|اواخر|اوائل"
-)
+# A line that ends without sentence punctuation is a heading (news sections, titles, datelines).
+_ENDS_SENTENCE = re.compile(r"[.!?؟؛:…»\"”)\]]\s*$")
+_HEADING_MAX_WORDS = 16
+_LIST_MARK = re.compile(r"^\s*(?:[•\-*–·▪◦]|\(?[0-9٠-٩]+[.)\-]|\(?[a-zأ-ي][.)])\s*")
+_LIST_MAX_LINES = 8
+_REPEAT_PENALTY = 0.5
 
 
-def answer_type_ok(question: str, sentence: str) -> bool:
-    """Whether ``sentence`` holds the kind of thing ``question`` asks for (where checkable)."""
-    folded = fold_cached(sentence)
-    if _ASKS_COUNT.search(question) and not _NUMBER.search(folded):
+def _line_at(text: str, pos: int) -> tuple[int, int]:
+    start = text.rfind("\n", 0, pos) + 1
+    end = text.find("\n", pos)
+    return start, len(text) if end < 0 else end
+
+
+def _bare_line(line: str) -> bool:
+    """A short line that does not end like a sentence: a heading, a table row or a list item."""
+    line = line.strip()
+    return bool(line) and not _ENDS_SENTENCE.search(line) and len(line.split()) <= _HEADING_MAX_WORDS
+
+
+def _neighbour_lines(text: str, line_start: int, line_end: int) -> tuple[str, str]:
+    before = text[:line_start].rstrip("\n\r ").rsplit("\n", 1)[-1] if line_start else ""
+    after = text[line_end:].lstrip("\n\r ").split("\n", 1)[0] if line_end < len(text) else ""
+    return before, after
+
+
+def is_heading(passage_text: str, start: int, end: int) -> bool:
+    """Whether the span is a heading: a line of its own that does not end like a sentence, with no list
+    marker, and not one of a block of such lines (those are table rows or list items, which hold facts)."""
+    text = passage_text[start:end].strip()
+    if text.startswith("#"):
+        return True
+    line_start, line_end = _line_at(passage_text, start)
+    if passage_text[line_start:line_end].strip() != text or not _bare_line(text) or _LIST_MARK.match(text):
         return False
-    return not (_ASKS_TIME.search(question) and not _TIME.search(folded))
+    before, after = _neighbour_lines(passage_text, line_start, line_end)
+    return not (_bare_line(before) and _bare_line(after)) and not _LIST_MARK.match(after.strip())
+
+
+def list_after(passage_text: str, end: int) -> int:
+    """Where the list or table that a sentence ending in ":" announces ends (``end`` if none follows)."""
+    if not passage_text[:end].rstrip().endswith((":", "：")):
+        return end
+    pos, last, lines = end, end, 0
+    while lines < _LIST_MAX_LINES:
+        nxt = passage_text[pos:].lstrip("\n\r ")
+        if not nxt:
+            break
+        line_start = len(passage_text) - len(nxt)
+        line_end = passage_text.find("\n", line_start)
+        line_end = len(passage_text) if line_end < 0 else line_end
+        line = passage_text[line_start:line_end].strip()
+        if not (_LIST_MARK.match(line) or _bare_line(line)):
+            break
+        last, pos, lines = line_start + len(passage_text[line_start:line_end].rstrip()), line_end, lines + 1
+    return last
 
 
 @dataclass
@@ -53,6 +101,11 @@ class Sentence:
     end: int
     text: str
     score: float = 0.0
+    lexical: float = 0.0  # word coverage (or, across scripts, shared names and numbers), 0..1
+    semantic: float | None = None  # cosine with the question, when an encoder is configured
+    cross: bool = False  # in the other script than the question
+    heading: bool = False
+    type_ok: bool = True
 
     def citation(self, n: int) -> Citation:
         p = self.passage
@@ -71,7 +124,8 @@ class Sentence:
 @dataclass
 class Selection:
     sentences: list[Sentence]
-    support: float  # coverage of the best sentence, 0..1
+    support: float  # combined score of the best sentence, 0..1
+    cross: bool = False  # the best sentence is in the other script than the question
 
 
 class SentenceScorer:
@@ -133,48 +187,101 @@ def passage_sentences(passages: list[Passage]) -> list[Sentence]:
     out = []
     for p in passages:
         for start, end in p.sentences or [(0, len(p.text))]:
-            out.append(Sentence(p, start, end, p.text[start:end]))
+            out.append(Sentence(p, start, end, p.text[start:end], heading=is_heading(p.text, start, end)))
     return out
 
 
 class ExtractiveAnswerer:
-    def __init__(self, encoder: LexicalEncoder, settings: AnswerSettings) -> None:
+    def __init__(self, encoder: LexicalEncoder, settings: AnswerSettings, embedder: CachedEmbedder | None = None
+                 ) -> None:
         self.scorer = SentenceScorer(encoder)
         self.settings = settings
+        self.embedder = embedder
 
-    def select(self, question: str, passages: list[Passage]) -> Selection:
+    def candidates(self, question: str, passages: list[Passage], query_vector: list[float] | None) -> list[Sentence]:
+        """Every sentence of the passages with its signals (words, meaning, answer type, heading)."""
         sentences = [s for s in passage_sentences(passages) if len(s.text.split()) >= 3]
         if not sentences:
-            return Selection([], 0.0)
+            return []
         self.scorer.score(question, sentences)
-        # Retrieval rank breaks ties between equally covering sentences.
+        q_arabic = detect_language(question) == "ar"
+        for s in sentences:
+            s.lexical = s.score
+            s.cross = (detect_language(s.text) == "ar") != q_arabic
+            s.type_ok = answer_type_ok(question, s.text)
+        if query_vector is not None and self.embedder is not None:
+            try:
+                vectors = self.embedder.vectors([s.text for s in sentences])
+            except EmbeddingError:
+                vectors = None
+            if vectors is not None:
+                sims = vectors @ np.asarray(query_vector, dtype=np.float32)
+                for s, sim in zip(sentences, sims, strict=True):
+                    s.semantic = float(sim)
+        return sentences
+
+    def combine(self, sentences: list[Sentence], passages: list[Passage], already_said: str = "") -> Selection:
+        """Score the candidates with the calibrated weights and choose the quoted sentences.
+
+        ``already_said``: the conversation's previous answer. A follow-up asks for something new, so a
+        sentence quoted there is marked down."""
+        if not sentences:
+            return Selection([], 0.0)
+        said = fold(already_said) if already_said else ""
+        a = self.settings
         rank = {p.chunk_id: i for i, p in enumerate(passages)}
         titles = {fold(p.title) for p in passages}
         for s in sentences:
-            s.score *= 1.0 - 0.03 * rank[s.passage.chunk_id]
+            if s.semantic is None:
+                score = s.lexical
+            else:
+                meaning = min(1.0, max(0.0, (s.semantic - a.semantic_floor) / (a.semantic_ceiling - a.semantic_floor)))
+                w = a.cross_semantic_weight if s.cross else a.semantic_weight
+                score = w * meaning + (1 - w) * s.lexical
+            score *= 1.0 - 0.03 * rank[s.passage.chunk_id]  # retrieval rank breaks ties
             if fold_cached(s.text) in titles:  # a headline repeated in the body says little
-                s.score *= 0.8
-            if not answer_type_ok(question, s.text):
-                s.score *= 0.5
-        ranked = sorted(sentences, key=lambda s: -s.score)
-        best = ranked[0].score
+                s.heading = True
+            if not s.type_ok:
+                score *= a.type_penalty
+            if said and fold_cached(s.text) in said:
+                score *= _REPEAT_PENALTY
+            s.score = score
+        # Headings are quoted only when no real sentence says anything.
+        body = [s for s in sentences if not s.heading and s.score > 0]
+        pool = body or sentences
+        ranked = sorted(pool, key=lambda s: -s.score)
+        best = ranked[0]
         chosen: list[Sentence] = []
         seen: set[str] = set()
         for s in ranked:
             key = fold_cached(s.text)
-            if key in seen or s.score < 0.6 * best or s.score <= 0:
+            if key in seen or s.score <= 0:
+                continue
+            # A further sentence must come close to the best and hold what the question asks for.
+            if chosen and s.score < a.extra_ratio * best.score:
+                break
+            if chosen and not s.type_ok:
                 continue
             seen.add(key)
             chosen.append(s)
-            if len(chosen) == self.settings.max_sentences:
+            if len(chosen) == a.max_sentences:
                 break
-        return Selection(chosen, best)
+        for s in chosen:  # "…as follows:" is quoted with the list or table it announces
+            end = list_after(s.passage.text, s.end)
+            if end > s.end:
+                s.end, s.text = end, s.passage.text[s.start : end]
+        return Selection(chosen, best.score, cross=best.cross)
 
-    def floor(self, question: str, selection: Selection) -> float:
-        """The support an answer needs: across scripts it is measured differently (see ``score``)."""
-        best = selection.sentences[0].text if selection.sentences else question
-        cross = detect_language(best) != detect_language(question)
-        return self.settings.min_support_cross if cross else self.settings.min_support
+    def select(self, question: str, passages: list[Passage], query_vector: list[float] | None = None,
+               already_said: str = "") -> Selection:
+        return self.combine(self.candidates(question, passages, query_vector), passages, already_said)
 
-    def answerable(self, question: str, selection: Selection) -> bool:
-        return bool(selection.sentences) and selection.support >= self.floor(question, selection)
+    def floor(self, selection: Selection) -> float:
+        """The support an answer needs (calibrated; across scripts and without meaning it differs)."""
+        semantic = any(s.semantic is not None for s in selection.sentences)
+        if not semantic:
+            return self.settings.min_support_cross if selection.cross else self.settings.min_support
+        return self.settings.min_support_cross_dense if selection.cross else self.settings.min_support_dense
+
+    def answerable(self, selection: Selection) -> bool:
+        return bool(selection.sentences) and selection.support >= self.floor(selection)

@@ -54,6 +54,8 @@ class Citation(BaseModel):
 class Turn(BaseModel):
     role: Literal["user", "assistant"]
     content: str
+    # For an answer: the documents it cited (a follow-up is first looked for there).
+    doc_ids: list[str] = Field(default_factory=list)
 
 
 class Answer(BaseModel):

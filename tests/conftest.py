@@ -6,6 +6,7 @@ Kept generic on purpose: service tests build their own apps on top of these or o
 from __future__ import annotations
 
 import os
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,6 +20,8 @@ from rag.settings import Settings
 REPO = Path(__file__).resolve().parents[1]
 SEEDS = REPO / "seeds"
 SEED_IDS = sorted(p.stem for p in SEEDS.glob("*.txt"))
+# Content-addressed, so sharing it between runs is safe; under the system temp folder, never in the repo.
+VECTOR_CACHE = Path(tempfile.gettempdir()) / "sanad-test-vectors.sqlite3"
 REFUSAL_AR = "لا تتضمن المقالات المتاحة إجابة عن هذا السؤال."
 
 # Property tests are deterministic by default: the same examples on every run and machine, no example
@@ -52,6 +55,8 @@ def _no_sanad_env() -> Iterator[None]:
         for key in list(os.environ):
             if key.startswith("SANAD_"):
                 mp.delenv(key)
+        # One vector cache for the whole run: the bundled encoder computes each passage's vector once.
+        mp.setenv("SANAD_EMBED__CACHE_PATH", str(VECTOR_CACHE))
         yield
 
 

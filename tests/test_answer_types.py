@@ -1,0 +1,76 @@
+"""The answer-type vocabulary: what a question asks for, and whether a sentence holds it, on whole words."""
+
+from __future__ import annotations
+
+import pytest
+
+from rag.answer_types import answer_type_ok, asked_types, holds
+from rag.extractive import is_heading
+from rag.gloss import english_facts
+
+
+@pytest.mark.parametrize("question, types", [
+    ("كم مرة انتهك الجيش الإسرائيلي وقف إطلاق النار؟", {"count"}),
+    ("وكم شخصاً استشهد؟", {"count"}),
+    ("ما عدد الأسرى المفرج عنهم؟", {"count"}),
+    ("How many UN Security Council members voted for it?", {"count"}),
+    ("متى عُقد الاجتماع الافتراضي؟", {"time"}),
+    ("ومتى وصل إلى القاهرة؟", {"time"}),
+    ("في أي تاريخ عقد الاجتماع الطارئ في القاهرة؟", {"time"}),
+    ("When did the ceasefire come into force?", {"time"}),
+    ("من يرأس وفد حماس؟", {"person"}),
+    ("ومن مثّل تركيا فيه؟", {"person"}),
+    ("Who attended the security meeting in Cairo?", {"person"}),
+    ("أين عقد الاجتماع السابق؟", {"place"}),
+    ("Where did Israeli forces target vehicles?", {"place"}),
+    ("ما الدور المتوقع من مصر؟", set()),  # "من" here is "from", not "who"
+    ("What does the Israeli side focus on?", set()),
+])
+def test_what_a_question_asks_for(question: str, types: set[str]) -> None:
+    assert asked_types(question) == types
+
+
+def test_count_needs_a_number_in_digits_or_words() -> None:
+    assert holds("count", "انتهك وقف إطلاق النار أكثر من 900 مرة")
+    assert holds("count", "استشهد ثلاثة أشخاص")
+    assert holds("count", "أكثر من تسعمائة خرق")
+    assert holds("count", "killed thousands of people")
+    assert not holds("count", "رحبت السلطة الفلسطينية بالاجتماع")
+
+
+def test_time_matches_whole_words_only() -> None:
+    assert holds("time", "عقد الاجتماع في 25 نوفمبر")
+    assert holds("time", "وصل يوم الأحد")
+    assert holds("time", "وفي آب الماضي")  # آب (August), with a clitic
+    # آب folded is "اب": it must not match inside words (المخابرات, لمتابعة).
+    assert not holds("time", "رؤساء أجهزة المخابرات لمتابعة الملف")
+    assert not answer_type_ok("متى اجتمع رؤساء المخابرات؟", "اجتمع رؤساء أجهزة المخابرات لمتابعة الملف")
+
+
+def test_person_needs_a_title_role_or_a_latin_name() -> None:
+    assert holds("person", "شارك السيد إبراهيم كالين في الاجتماع")
+    assert holds("person", "ترأس رئيس جهاز المخابرات الاجتماع")
+    assert holds("person", "The talks were led by Hamad for the movement")
+    assert not holds("person", "تأخر دخول قوافل المساعدات")
+
+
+def test_place_needs_a_place_noun_or_a_named_place() -> None:
+    assert holds("place", "أطلقت صواريخ من شمال غزة")
+    assert holds("place", "عبر معبر رفح")
+    assert holds("place", "The meeting was held in Miami")
+    assert not holds("place", "رحبت السلطة بالاجتماع")
+
+
+def test_a_line_without_sentence_punctuation_is_a_heading() -> None:
+    text = "المشاركون في اجتماع طارئ بالقاهرة\nبدايةً، ترأس اللواء حسن رشاد الاجتماع عن الجانب المصري.\n"
+    first_end = text.index("\n")
+    assert is_heading(text, 0, first_end)
+    second = text.index("بداية")
+    assert not is_heading(text, second, text.index(".", second) + 1)
+
+
+def test_english_facts_of_an_arabic_sentence() -> None:
+    assert english_facts("اجتماع طارئ -القاهرة – 25 نوفمبر 2025") == ["25 November 2025"]
+    assert english_facts("انتهك وقف إطلاق النار أكثر من 900 مرة وأدت إلى استشهاد 440 شخصا") == ["900", "440"]
+    assert english_facts("وصل الوفد يوم الأحد") == ["Sunday"]
+    assert english_facts("رئيس جهاز الاستخبارات الوطنية التركية (MIT)") == ["MIT"]
