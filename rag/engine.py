@@ -216,7 +216,11 @@ class Sanad:
         prefer, said = self._previous_answer(history or []) if rewritten else ([], "")
         passages, vector = self.retrieve(query, top_k=top_k, filters=filters, prefer=prefer)
         t1 = time.perf_counter()
-        selection = self.extractive.select(query, passages, vector, already_said=said)
+        if rewritten:
+            own = self.retriever.query_vector(question)
+            selection = self.extractive.select(question, passages, own, already_said=said, context=(query, vector))
+        else:
+            selection = self.extractive.select(query, passages, vector)
         base = {"language": lang, "rewritten_question": rewritten}
         floor = self.extractive.floor(selection)
         if self.llm is None or not passages or selection.support < floor * _LLM_SCREEN:

@@ -27,7 +27,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from rag.answer_types import answer_type_ok
+from rag.answer_types import answer_strength
 from rag.embedding import CachedEmbedder, EmbeddingError
 from rag.lexical import LexicalEncoder
 from rag.models import Citation, Passage
@@ -41,7 +41,8 @@ _ENDS_SENTENCE = re.compile(r"[.!?؟؛:…»\"”)\]]\s*$")
 _HEADING_MAX_WORDS = 16
 _LIST_MARK = re.compile(r"^\s*(?:[•\-*–·▪◦]|\(?[0-9٠-٩]+[.)\-]|\(?[a-zأ-ي][.)])\s*")
 _LIST_MAX_LINES = 8
-_REPEAT_PENALTY = 0.5
+_REPEAT_PENALTY = 0.8
+_CONTEXT_SHARE = 0.3
 
 
 def _line_at(text: str, pos: int) -> tuple[int, int]:
@@ -106,6 +107,8 @@ class Sentence:
     cross: bool = False  # in the other script than the question
     heading: bool = False
     type_ok: bool = True
+    type_strong: bool = True  # an explicit date for "when" (not only a weekday or "yesterday")
+    novelty: float = 1.0  # share of its words that are not the question's: a restatement answers nothing
 
     def citation(self, n: int) -> Citation:
         p = self.passage
@@ -198,18 +201,42 @@ class ExtractiveAnswerer:
         self.settings = settings
         self.embedder = embedder
 
-    def candidates(self, question: str, passages: list[Passage], query_vector: list[float] | None) -> list[Sentence]:
-        """Every sentence of the passages with its signals (words, meaning, answer type, heading)."""
+    def candidates(
+        self,
+        question: str,
+        passages: list[Passage],
+        query_vector: list[float] | None,
+        context: tuple[str, list[float] | None] | None = None,
+    ) -> list[Sentence]:
+        """Every sentence of the passages with its signals (words, meaning, answer type, heading).
+
+        ``context``: for a follow-up, the question made standalone (and its vector). Sentences are then
+        judged mostly on what the follow-up itself asks ("and who represented Turkey?"), partly on the
+        carried context, which alone would pull the previous answer back."""
+        if context is not None:
+            own = self.candidates(question, passages, query_vector)
+            carried = self.candidates(context[0], passages, context[1])
+            for s, c in zip(own, carried, strict=True):
+                s.lexical = (1 - _CONTEXT_SHARE) * s.lexical + _CONTEXT_SHARE * c.lexical
+                if s.semantic is not None and c.semantic is not None:
+                    s.semantic = (1 - _CONTEXT_SHARE) * s.semantic + _CONTEXT_SHARE * c.semantic
+            return own
         sentences = [s for s in passage_sentences(passages) if len(s.text.split()) >= 3]
         if not sentences:
             return []
         self.scorer.score(question, sentences)
         q_arabic = detect_language(question) == "ar"
+        q_terms = set(self.scorer.encoder.features(question)[0])
         for s in sentences:
             s.lexical = s.score
             s.cross = (detect_language(s.text) == "ar") != q_arabic
-            s.type_ok = answer_type_ok(question, s.text)
-        if query_vector is not None and self.embedder is not None:
+            strength = answer_strength(question, s.text)
+            s.type_ok, s.type_strong = strength > 0, strength == 2
+            if not s.cross:
+                terms = set(self.scorer._features(s.text)[0])
+                s.novelty = len(terms - q_terms) / len(terms) if terms else 0.0
+        calibrated = self.embedder is not None and self.embedder.signature == self.settings.semantic_for
+        if query_vector is not None and self.embedder is not None and calibrated:
             try:
                 vectors = self.embedder.vectors([s.text for s in sentences])
             except EmbeddingError:
@@ -229,6 +256,9 @@ class ExtractiveAnswerer:
             return Selection([], 0.0)
         said = fold(already_said) if already_said else ""
         a = self.settings
+        semantic = any(s.semantic is not None for s in sentences)
+        type_penalty = a.type_penalty if semantic else a.lexical_type_penalty
+        extra_ratio = a.extra_ratio if semantic else a.lexical_extra_ratio
         rank = {p.chunk_id: i for i, p in enumerate(passages)}
         titles = {fold(p.title) for p in passages}
         for s in sentences:
@@ -242,13 +272,23 @@ class ExtractiveAnswerer:
             if fold_cached(s.text) in titles:  # a headline repeated in the body says little
                 s.heading = True
             if not s.type_ok:
-                score *= a.type_penalty
+                score *= type_penalty
+            # A sentence that mostly repeats the question's words ("The port opened a new grain terminal"
+            # for "Which company built the new grain terminal?") restates it rather than answering.
+            if semantic and s.novelty < 0.5:
+                score *= 1.0 - a.restatement_penalty * (0.5 - s.novelty) / 0.5
             if said and fold_cached(s.text) in said:
                 score *= _REPEAT_PENALTY
             s.score = score
-        # Headings are quoted only when no real sentence says anything.
-        body = [s for s in sentences if not s.heading and s.score > 0]
-        pool = body or sentences
+        # Headings are quoted only when no real sentence answers: when a heading is the only line that
+        # holds what the question asks for (a dateline may be the only place with the date), or when no
+        # other sentence says anything at all.
+        said_something = [s for s in sentences if s.score > 0]
+        body = [s for s in said_something if not s.heading]
+        if any(s.type_strong for s in body) or not any(s.type_strong for s in said_something):
+            pool = body or sentences
+        else:
+            pool = said_something
         ranked = sorted(pool, key=lambda s: -s.score)
         best = ranked[0]
         chosen: list[Sentence] = []
@@ -258,7 +298,7 @@ class ExtractiveAnswerer:
             if key in seen or s.score <= 0:
                 continue
             # A further sentence must come close to the best and hold what the question asks for.
-            if chosen and s.score < a.extra_ratio * best.score:
+            if chosen and s.score < extra_ratio * best.score:
                 break
             if chosen and not s.type_ok:
                 continue
@@ -272,9 +312,21 @@ class ExtractiveAnswerer:
                 s.end, s.text = end, s.passage.text[s.start : end]
         return Selection(chosen, best.score, cross=best.cross)
 
-    def select(self, question: str, passages: list[Passage], query_vector: list[float] | None = None,
-               already_said: str = "") -> Selection:
-        return self.combine(self.candidates(question, passages, query_vector), passages, already_said)
+    def select(
+        self,
+        question: str,
+        passages: list[Passage],
+        query_vector: list[float] | None = None,
+        already_said: str = "",
+        context: tuple[str, list[float] | None] | None = None,
+    ) -> Selection:
+        selection = self.combine(self.candidates(question, passages, query_vector, context), passages, already_said)
+        if context is not None and selection.sentences:
+            # Whether the articles hold the answer is judged on the standalone question too: a follow-up's
+            # own words ("and when?") are few, and alone they would make almost any answer look unsupported.
+            standalone = self.combine(self.candidates(context[0], passages, context[1]), passages, already_said)
+            selection.support = max(selection.support, standalone.support)
+        return selection
 
     def floor(self, selection: Selection) -> float:
         """The support an answer needs (calibrated; across scripts and without meaning it differs)."""

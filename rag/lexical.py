@@ -21,7 +21,7 @@ from rag.translit import arabic_skeleton, name_skeletons
 
 #: Bump when analysis code changes (tokens, stems, n-grams, skeletons). The settings that weight the
 #: vector are recorded in the store's manifest beside it (:meth:`LexicalEncoder.manifest`).
-LEXICAL_VERSION = "stems+grams4+skeletons.v1"
+LEXICAL_VERSION = "stems+grams4+skeletons.v2"  # v2: country names in -يا meet their nisba
 
 _AVG_TERMS = 110.0  # a chunk of 320 o200k tokens keeps about 110 content words
 _GRAMS_PER_TERM = 5.0

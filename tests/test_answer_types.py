@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from rag.answer_types import answer_type_ok, asked_types, holds
+from rag.answer_types import answer_strength, answer_type_ok, asked_types, holds
 from rag.extractive import is_heading
 from rag.gloss import english_facts
 
@@ -40,8 +40,11 @@ def test_count_needs_a_number_in_digits_or_words() -> None:
 
 def test_time_matches_whole_words_only() -> None:
     assert holds("time", "عقد الاجتماع في 25 نوفمبر")
-    assert holds("time", "وصل يوم الأحد")
     assert holds("time", "وفي آب الماضي")  # آب (August), with a clitic
+    # A weekday or "yesterday" answers "when" only relative to the article's date: weaker evidence.
+    assert answer_strength("متى وصل الوفد؟", "وصل يوم الأحد") == 1
+    assert answer_strength("متى وصل الوفد؟", "وصل في 12 يناير") == 2
+    assert answer_strength("متى وصل الوفد؟", "وصل الوفد إلى القاهرة") == 0
     # آب folded is "اب": it must not match inside words (المخابرات, لمتابعة).
     assert not holds("time", "رؤساء أجهزة المخابرات لمتابعة الملف")
     assert not answer_type_ok("متى اجتمع رؤساء المخابرات؟", "اجتمع رؤساء أجهزة المخابرات لمتابعة الملف")

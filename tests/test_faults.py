@@ -46,7 +46,7 @@ from rag.settings import LLMSettings, QdrantSettings, ServiceSettings, Settings
 from service.app import create_app
 from service.cli import uvicorn_config
 from service.conversations import DB_NAME
-from tests.conftest import SEED_IDS, index_seeds, read_seed
+from tests.conftest import SEED_IDS, VECTOR_CACHE, index_seeds, read_seed
 from tests.fakes.openai_server import FakeOpenAI, run_fake_openai
 from tests.fakes.qdrant_server import FakeQdrant
 from tests.sse import parse_sse
@@ -76,6 +76,7 @@ def free_port() -> int:
 
 def clean_env(**extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("SANAD_")}
+    env["SANAD_EMBED__CACHE_PATH"] = str(VECTOR_CACHE)  # the run's shared vector cache (tests/conftest.py)
     env["PYTHONUNBUFFERED"] = "1"
     env.update(extra)
     return env

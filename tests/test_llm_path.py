@@ -231,7 +231,13 @@ def test_embeddings_endpoint_indexes_and_retrieves_through_hybrid_search(
         assert summary.documents == 5
         embedded = [t for b in fake.bodies("/embeddings") for t in ([b["input"]] if isinstance(b["input"], str)
                                                                     else b["input"])]
-        assert len(embedded) == summary.chunks
+        # Each chunk and each of its sentences (the answerer reads sentence vectors), each once.
+        points = engine.store.client.scroll(engine.store.chunks, limit=1000)[0]
+        texts = [p.payload["text"] for p in points]  # type: ignore[index]
+        sentences = [t[a:b] for p in points for t in [p.payload["text"]] for a, b in p.payload["sentences"]]  # type: ignore[index]
+        sent = {t.replace("\n", " ") for t in [*texts, *sentences]}  # llama-index sends newlines as spaces
+        assert len(points) == summary.chunks and set(embedded) == sent
+        assert len(embedded) == len(set(embedded))
         assert all(b["model"] == "fake-embed" for b in fake.bodies("/embeddings"))
 
         point = engine.store.client.scroll(engine.store.chunks, limit=1, with_vectors=True)[0][0]

@@ -18,6 +18,7 @@ import openai
 import pytest
 
 from rag.store import OWNER_FILE
+from tests.conftest import VECTOR_CACHE
 
 SEEDS = Path(__file__).resolve().parents[1] / "seeds"
 KEY = "test-key-7f3a"
@@ -45,6 +46,7 @@ def _serve_command(data_dir: Path, port: int) -> list[str]:
 
 def _env() -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("SANAD_")}
+    env["SANAD_EMBED__CACHE_PATH"] = str(VECTOR_CACHE)  # the run's shared vector cache (tests/conftest.py)
     env["SANAD_API_KEYS"] = KEY
     env["PYTHONUNBUFFERED"] = "1"
     return env

