@@ -1,8 +1,9 @@
 """What kind of thing a question asks for, and whether a sentence holds that kind of thing.
 
-Without a model, four answer types can be checked: a "how many" question needs a number, a "when"
+Without a model, five answer types can be checked: a "how many" question needs a number, a "when"
 question a time expression, a "who" question a person (a title or role, or a name in Latin
-letters), a "where" question a place. Everything is matched on whole words of the folded text
+letters), a "where" question a place, a "which company / agency / ministry" question an
+organisation. Everything is matched on whole words of the folded text
 (alef, ya and ta marbuta unified), with Arabic's attached clitics (و ف ب ل ك and ال) allowed in
 front: ``آب`` (August) matches ``وآب`` but never the inside of ``المخابرات``.
 
@@ -18,7 +19,7 @@ from typing import Literal
 
 from rag.text import fold
 
-AnswerType = Literal["count", "time", "person", "place"]
+AnswerType = Literal["count", "time", "person", "place", "organization"]
 
 # Question cues, on the folded question (so متى is written متي). Arabic interrogatives may carry و/ف.
 _AR_Q = r"(?:^|\s)[وف]?"
@@ -31,6 +32,12 @@ _QUESTION_CUES: dict[AnswerType, re.Pattern[str]] = {
     ),
     # "من" is also the preposition "from": only a question that starts with it asks "who".
     "person": re.compile(r"^[وف]?(?:من)(?=\s)|(?:^|\s)(?:من\s+هو|من\s+هي|من\s+هم)(?=\s|$)|\bwho(?:m|se)?\b"),
+    "organization": re.compile(
+        r"(?:^|\s)(?:اي|ما|ماهي|ما\s+هي)\s+(?:ال)?(?:شركه|منظمه|وكاله|وزاره|جهه|هييه|موسسه|قناه|صحيفه|حزب|بنك"
+        r"|مجموعه|وسيله|جمعيه|حركه|جامعه)(?=\s|$)"
+        r"|\b(?:which|what)\s+(?:company|firm|organi[sz]ation|agency|ministry|group|body|party|institution|bank"
+        r"|channel|newspaper|network|outlet|movement|university)\b"
+    ),
     "place": re.compile(
         _AR_Q + r"(?:اين|الى\s+اين|من\s+اين)(?=\s|$)|(?:^|\s)(?:في|فى)\s+اي\s+(?:مكان|مدينه|دوله|بلد|منطقه)(?=\s|$)"
         r"|\bwhere\b|\bin\s+which\s+(?:city|country|place|region)\b"
@@ -88,10 +95,20 @@ _PLACE_WORDS = (
 )
 _EN_PLACE_WORDS = r"city|capital|province|region|country|village|camp|crossing|border|north|south|east|west|strip"
 
+_ORG_WORDS = (
+    "شركة|شركات|منظمة|وكالة|وزارة|جهة|هيئة|مؤسسة|قناة|صحيفة|حزب|بنك|مصرف|مجموعة|تحالف|جمعية|حركة|جامعة|مجلس"
+    "|اتحاد|مركز|جهاز|مكتب|إدارة|الأمم المتحدة"
+)
+_EN_ORG_WORDS = (
+    r"company|firm|consortium|group|agency|organi[sz]ation|ministry|council|party|bank|channel|newspaper|network"
+    r"|movement|university|union|centre|center|office|authority|corporation|ltd|inc"
+)
+
 _EVIDENCE: dict[AnswerType, re.Pattern[str]] = {
     "count": re.compile(r"\d|" + _ar_words(_NUMBER_WORDS) + rf"|\b(?:{_EN_NUMBER_WORDS})\b"),
     "time": re.compile(r"\d|" + _ar_words(_MONTHS) + rf"|\b(?:{_EN_MONTHS})\b"),
     "person": re.compile(_ar_words(_PERSON_WORDS) + rf"|\b(?:{_EN_PERSON_WORDS})\b"),
+    "organization": re.compile(_ar_words(_ORG_WORDS) + rf"|\b(?:{_EN_ORG_WORDS})\b"),
     "place": re.compile(_ar_words(_PLACE_WORDS) + rf"|\b(?:{_EN_PLACE_WORDS})\b|\b(?:in|at|from)\s+[A-Z]"),
 }
 _RELATIVE_TIME = re.compile(_ar_words(_RELATIVE_TIME_WORDS) + rf"|\b(?:{_EN_RELATIVE_TIME_WORDS})\b")

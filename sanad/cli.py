@@ -249,7 +249,8 @@ def squad_convert(
         Path | None, typer.Option(help="Parallel SQuAD file whose questions are asked instead (e.g. English).")
     ] = None,
     leave_out: Annotated[float, typer.Option(
-        min=0.0, max=0.9, help="Share of paragraphs kept out of the corpus; their questions become unanswerable.")] = 0.0,
+        min=0.0, max=0.9, help="Share of paragraphs kept out of the corpus; their questions become unanswerable."
+    )] = 0.0,
     seed: Annotated[int, typer.Option(help="Seed of the leave-out and of the dev/test split.")] = 13,
 ) -> None:
     """Turn SQuAD/XQuAD into a corpus (each paragraph a document) and a gold file split into dev and test."""

@@ -23,6 +23,8 @@ from rag.gloss import english_facts
     ("Who attended the security meeting in Cairo?", {"person"}),
     ("أين عقد الاجتماع السابق؟", {"place"}),
     ("Where did Israeli forces target vehicles?", {"place"}),
+    ("ما الجهة المصرية التي أصدرت البيان؟", {"organization"}),
+    ("Which company built the new grain terminal?", {"organization"}),
     ("ما الدور المتوقع من مصر؟", set()),  # "من" here is "from", not "who"
     ("What does the Israeli side focus on?", set()),
 ])
@@ -62,6 +64,12 @@ def test_place_needs_a_place_noun_or_a_named_place() -> None:
     assert holds("place", "عبر معبر رفح")
     assert holds("place", "The meeting was held in Miami")
     assert not holds("place", "رحبت السلطة بالاجتماع")
+
+
+def test_organization_needs_an_organisation_noun() -> None:
+    assert holds("organization", "أصدرت وزارة الخارجية المصرية بيانا")
+    assert holds("organization", "It was built by a consortium led by the Egyptian company Nile Logistics.")
+    assert not holds("organization", "The Port of Alexandria opened a new grain terminal on Wednesday.")
 
 
 def test_a_line_without_sentence_punctuation_is_a_heading() -> None:

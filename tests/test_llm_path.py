@@ -13,7 +13,7 @@ from index.ingest import Indexer
 from rag.engine import Event, Sanad
 from rag.models import Answer
 from rag.sentences import sentence_spans
-from rag.settings import EmbedSettings, LLMSettings, Settings
+from rag.settings import EmbedSettings, LLMSettings, RetrievalSettings, Settings
 from tests.conftest import REFUSAL_AR, SEEDS, index_seeds, read_seed
 from tests.fakes.openai_server import FakeOpenAI, run_fake_openai
 
@@ -224,7 +224,9 @@ def test_embeddings_endpoint_indexes_and_retrieves_through_hybrid_search(
     fake: FakeOpenAI, server: tuple[FakeOpenAI, str], tmp_path: Path
 ) -> None:
     embed = EmbedSettings(backend="openai", base_url=server[1], model="fake-embed", dimension=64)
-    settings = Settings.in_memory(tmp_path, embed=embed)
+    # The fake's vectors are hashed trigrams, not meaning: rank fusion keeps the lexical list in charge. (The
+    # default score formula was measured with the bundled encoder's cosines.)
+    settings = Settings.in_memory(tmp_path, embed=embed, retrieval=RetrievalSettings(fusion="rrf"))
     engine = Sanad.open(settings)
     try:
         summary = Indexer(engine.store, engine.encoder, engine.embedder, settings.index).index_paths([SEEDS])

@@ -92,7 +92,6 @@ def test_a_follow_up_from_a_client_that_sends_only_messages_finds_the_article_to
 
 
 @pytest.mark.parametrize("question", [
-    "ما هي عاصمة أستراليا؟",
     "كيف أخبز خبز العجين المخمر في البيت؟",
     "What is the capital of Australia?",
 ])
