@@ -12,7 +12,8 @@ What is chosen, in order:
    penalty), by how often the best sentence holds a gold fact on answerable items (each set counts
    equally, so the news gold set weighs as much as XQuAD);
 2. the refusal floors (same script, across scripts): the highest floor whose false refusals on the
-   answerable dev items stay within ``--max-false-refusal``;
+   answerable dev items stay within ``--max-false-refusal``, with the share of support left to a best
+   sentence that lacks the asked-for kind of thing (``missing_type_support``) chosen to refuse most;
 3. the share of the best score a further sentence needs (``extra_ratio``), by fact recall minus
    half the share of quoted sentences that hold no fact.
 
@@ -147,10 +148,18 @@ def main() -> None:
     chosen = base.model_copy(update=best[1])
     print(f"weights {best[1]}: best sentence holds a fact on {best[0]:.3f} of answerable dev items")
 
-    rows = replay(cases, chosen.model_copy(update={"extra_ratio": 1.0}))
-    floor_same, same = fit_floor(rows, False, args.max_false_refusal)
-    floor_cross, cross = fit_floor(rows, True, args.max_false_refusal)
-    chosen = chosen.model_copy(update={"min_support_dense": round(floor_same, 4),
+    fits = []
+    for factor in (1.0, 0.8, 0.6, 0.4, 0.2):
+        trial = chosen.model_copy(update={"extra_ratio": 1.0, "missing_type_support": factor})
+        rows = replay(cases, trial)
+        floor_same, same = fit_floor(rows, False, args.max_false_refusal)
+        floor_cross, cross = fit_floor(rows, True, args.max_false_refusal)
+        refused = statistics.mean(x for x in (same.get("refused_unanswerable"), cross.get("refused_unanswerable"))
+                                  if x is not None)
+        print(f"missing_type_support {factor}: refused {refused:.3f} (same {same}, cross {cross})")
+        fits.append((refused, factor, floor_same, floor_cross, same, cross))
+    _, factor, floor_same, floor_cross, same, cross = max(fits, key=lambda f: (f[0], f[1]))
+    chosen = chosen.model_copy(update={"min_support_dense": round(floor_same, 4), "missing_type_support": factor,
                                        "min_support_cross_dense": round(floor_cross, 4)})
     print(f"floors: same script {floor_same:.4f} {same}; across scripts {floor_cross:.4f} {cross}")
 
@@ -164,7 +173,8 @@ def main() -> None:
         print(f"extra_ratio {ratio}: fact recall {recall:.3f}, filler {filler:.3f}")
     chosen = chosen.model_copy(update={"extra_ratio": max(extras)[1]})
 
-    fitted = {k: getattr(chosen, k) for k in (*grid, "min_support_dense", "min_support_cross_dense", "extra_ratio")}
+    fitted = {k: getattr(chosen, k) for k in (*grid, "min_support_dense", "min_support_cross_dense",
+                                              "missing_type_support", "extra_ratio")}
     print("AnswerSettings:", json.dumps(fitted))
     args.out.write_text(json.dumps({"fitted": fitted, "sets": args.set, "split": args.split,
                                     "dev": {"same_script": same, "cross_script": cross,

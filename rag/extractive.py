@@ -314,7 +314,11 @@ class ExtractiveAnswerer:
             end = list_after(s.passage.text, s.end)
             if end > s.end:
                 s.end, s.text = end, s.passage.text[s.start : end]
-        return Selection(chosen, best.score, cross=best.cross)
+        support = best.score
+        if semantic and not best.type_ok:
+            # Whether the articles hold the answer: the best sentence lacks the kind of thing asked for.
+            support *= a.missing_type_support / type_penalty if type_penalty else 0.0
+        return Selection(chosen, support, cross=best.cross)
 
     def select(
         self,

@@ -123,6 +123,8 @@ class AnswerSettings(BaseModel):
     cross_semantic_weight: float = Field(default=0.85, ge=0, le=1)
     min_support_dense: float = Field(default=0.2896, ge=0, le=1)
     min_support_cross_dense: float = Field(default=0.2253, ge=0, le=1)
+    # For refusal: the support of a best sentence that lacks what the question asks for is scaled by this.
+    missing_type_support: float = Field(default=0.8, ge=0, le=1)
     # A sentence that lacks what the question asks for (a number, a date, a person, a place) is scaled by this.
     type_penalty: float = Field(default=0.8, ge=0, le=1)
     # Up to this share is taken off a sentence whose words are mostly the question's own (a restatement).

@@ -10,7 +10,14 @@ from typing import Annotated
 import typer
 from rich.console import Console
 from rich.panel import Panel
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 from rich.table import Table
 
 from rag.engine import Sanad
@@ -29,7 +36,22 @@ DataDir = Annotated[Path | None, typer.Option("--data-dir", help="State folder (
 
 def progress_bar(disable: bool = False) -> Progress:
     return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                    console=err, transient=True, disable=disable)
+                    TextColumn("ETA"), TimeRemainingColumn(), console=err, transient=True, disable=disable)
+
+
+def _count_lines(files: list[Path]) -> int | None:
+    """Articles in the JSONL files (one per non-empty line), for the progress bar's ETA."""
+    total = 0
+    try:
+        for f in files:
+            if f.suffix.lower() == ".jsonl":
+                with f.open("rb") as fh:
+                    total += sum(1 for line in fh if line.strip())
+            else:
+                total += 1
+    except OSError:
+        return None
+    return total
 
 
 def load_settings(data_dir: Path | None) -> Settings:
@@ -65,7 +87,7 @@ def index(
         streams = any(f.suffix.lower() == ".jsonl" for f in files)
         with progress_bar(disable=len(files) < 2 and not streams) as progress:
             if streams:
-                task = progress.add_task("indexing articles", total=None)
+                task = progress.add_task("indexing articles", total=_count_lines(files))
                 summary = indexer.index_paths(paths, files=files, on_item=lambda _: progress.advance(task))
             else:
                 task = progress.add_task("indexing", total=len(files))
