@@ -167,9 +167,11 @@ def test_a_model_that_only_thinks_gives_the_degraded_offline_answer(fake: FakeOp
     assert shown == answer["answer"] and "Passage" not in shown
 
 
-def test_a_final_usage_only_chunk_is_harmless(fake: FakeOpenAI, api: TestClient) -> None:
+def test_a_final_usage_only_chunk_is_harmless(fake: FakeOpenAI, api: TestClient, cli_data: Path,
+                                              server: tuple[FakeOpenAI, str]) -> None:
     fake.reply = lambda messages: ANSWER
     fake.usage_chunk = True
+    assert_model_answer_kept(sanad_ask(cli_data, server[1]))
     shown, answer = chat_streamed(api)
     assert_model_answer_kept(answer)
     assert shown == answer["answer"]
