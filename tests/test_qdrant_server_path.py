@@ -120,9 +120,18 @@ def documents(engine: Sanad) -> list[dict[str, Any]]:
     return [{k: v for k, v in r.items() if k != "indexed_at"} for r in engine.store.list_documents()]
 
 
+class Score(float):
+    """A score equal to another within 2e-3: the server computes cosines in float32, local mode in float64
+    (rounding both would still split a value that sits on a rounding boundary)."""
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, int | float) and abs(self - other) <= 2e-3
+
+    __hash__ = float.__hash__
+
+
 def ranking(engine: Sanad, query: str, **kw: Any) -> list[tuple[str, str, float]]:
-    # Scores to 1e-3: the server computes cosines in float32, local mode in float64.
-    return [(p.doc_id, p.chunk_id, round(p.score, 3)) for p in engine.search(query, **kw)]
+    return [(p.doc_id, p.chunk_id, Score(p.score)) for p in engine.search(query, **kw)]
 
 
 def free_port() -> int:
