@@ -6,7 +6,7 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -21,10 +21,11 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from rag.engine import Sanad
-from rag.models import Answer, SearchFilters
 from rag.settings import Settings
-from rag.store import StoreError
+
+if TYPE_CHECKING:  # the engine pulls in llama-index and qdrant-client: imported by the commands that need it
+    from rag.engine import Sanad
+    from rag.models import Answer
 
 app = typer.Typer(
     help="Sanad (سند): cited answers over Arabic news articles.", no_args_is_help=True, pretty_exceptions_enable=False
@@ -60,6 +61,9 @@ def load_settings(data_dir: Path | None) -> Settings:
 
 
 def open_engine(settings: Settings, rebuild: bool = False) -> Sanad:
+    from rag.engine import Sanad
+    from rag.store import StoreError
+
     try:
         return Sanad.open(settings, rebuild=rebuild)
     except StoreError as exc:
@@ -79,6 +83,11 @@ def index(
     from index.ingest import Indexer
     from index.readers import iter_files
 
+    missing = [p for p in paths if not p.exists()]
+    if missing:
+        for p in missing:
+            err.print(f"[red]error:[/red] {p}: no such file or folder")
+        raise typer.Exit(2)
     settings = load_settings(data_dir)
     if "threads" not in settings.embed.model_fields_set:
         # Indexing is throughput work: every core for the encoder (measured 1.65x faster on 2 cores). The
@@ -137,6 +146,8 @@ def ask(
     try:
         if engine.store.count_chunks() == 0:
             err.print("[yellow]The index is empty: run `sanad index seeds` first.[/yellow]")
+        from rag.models import SearchFilters
+
         answer = engine.ask(question, top_k=top_k, filters=SearchFilters(doc_ids=doc) if doc else None)
     finally:
         engine.close()
@@ -146,17 +157,32 @@ def ask(
         print_answer(answer)
 
 
+def shorten(text: str, width: int = 60) -> str:
+    """``text`` cut at a word boundary with an ellipsis when longer than ``width``."""
+    text = " ".join(text.split())
+    if len(text) <= width:
+        return text
+    cut = text[: width - 1].rsplit(" ", 1)[0] if " " in text[: width - 1] else text[: width - 1]
+    return cut.rstrip(" ،,.:;؛-–") + "…"
+
+
 @app.command()
-def documents(data_dir: DataDir = None) -> None:
+def documents(
+    as_json: Annotated[bool, typer.Option("--json", help="Print the documents as a JSON array.")] = False,
+    data_dir: DataDir = None,
+) -> None:
     """List indexed documents with their chunk counts."""
     engine = open_engine(load_settings(data_dir))
     try:
         docs = engine.store.list_documents()
     finally:
         engine.close()
+    if as_json:
+        sys.stdout.write(json.dumps(docs, ensure_ascii=False, indent=2) + "\n")
+        return
     table = Table("id", "title", "date", "chunks")
     for d in docs:
-        table.add_row(d["doc_id"], d.get("title", "")[:60], d.get("date") or "", str(d.get("chunks", 0)))
+        table.add_row(d["doc_id"], shorten(d.get("title", "")), d.get("date") or "", str(d.get("chunks", 0)))
     console.print(table)
 
 

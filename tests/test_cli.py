@@ -124,3 +124,25 @@ def test_a_changed_vector_setting_is_refused_until_the_index_is_rebuilt(tmp_path
     assert rebuilt.exit_code == 0 and "5 added" in rebuilt.stdout
     asked = runner.invoke(app, ["ask", "من يرأس وفد حماس في مفاوضات القاهرة؟", "--json", "--data-dir", folder], env=env)
     assert asked.exit_code == 0 and "خليل الحية" in json.loads(asked.stdout)["answer"]
+
+
+def test_indexing_a_path_that_does_not_exist_says_so(tmp_path: Path) -> None:
+    code, _, err = sanad("index", str(tmp_path / "missing" / "path"), "--data-dir", str(tmp_path / "data"))
+    assert code == 2 and "missing/path: no such file or folder" in err
+
+
+def test_documents_json_lists_what_was_indexed(data_dir: Path) -> None:
+    result = runner.invoke(app, ["documents", "--json", "--data-dir", str(data_dir)])
+    assert result.exit_code == 0
+    docs = json.loads(result.stdout)
+    assert sorted(d["doc_id"] for d in docs) == SEED_IDS and all(d["chunks"] > 0 for d in docs)
+
+
+def test_long_titles_are_shortened_at_a_word_with_an_ellipsis() -> None:
+    from sanad.cli import shorten
+
+    title = "توافق على تكثيف جهود تنفيذ المرحلة الثانية من اتفاق غزة خلال اجتماع القاهرة"
+    short = shorten(title, 40)
+    assert short.endswith("…") and len(short) <= 40
+    assert title.startswith(short[:-1]) and title[len(short) - 1] == " "  # cut between words
+    assert shorten("قصير") == "قصير"
