@@ -25,8 +25,10 @@ from pathlib import Path
 
 import anyio
 from fastapi import FastAPI
+from fastapi.openapi.docs import get_redoc_html
 from fastapi.responses import FileResponse, HTMLResponse, Response
 from fastapi.staticfiles import StaticFiles
+from fastapi_offline import FastAPIOffline
 from starlette.concurrency import run_in_threadpool
 
 from rag.engine import Sanad
@@ -39,7 +41,7 @@ from service.middleware import AccessMiddleware, BodyLimitMiddleware, MetricsMid
 from service.owner import remove_owner, write_owner
 from service.retention import Retention
 from service.routers import chat, documents, health, openai_compat, search, sessions
-from service.security import ApiKeys, RateLimiter
+from service.security import DOCS_STATIC, ApiKeys, RateLimiter
 from service.slack import mount_slack
 from service.state import LockedClient, ServiceState, embedded_store
 
@@ -157,13 +159,29 @@ def create_app(settings: Settings, engine: Sanad | None = None) -> FastAPI:
             for eng in opened:
                 eng.close()
 
-    app = FastAPI(
+    # /docs and /redoc with Swagger UI and ReDoc served from the fastapi-offline package (MIT), not a CDN:
+    # Sanad runs with no internet, and so must its API documentation.
+    app = FastAPIOffline(
         title="Sanad · سند",
         version="0.1.0",
         description=DESCRIPTION,
         openapi_tags=TAGS,
         lifespan=lifespan,
+        static_url=DOCS_STATIC,
+        redoc_url=None,  # served below: ReDoc's footer logo would still come from cdn.redoc.ly
     )
+
+    @app.get("/redoc", include_in_schema=False)
+    async def redoc() -> HTMLResponse:
+        page = get_redoc_html(openapi_url=app.openapi_url or "/openapi.json", title=f"{app.title} - ReDoc",
+                              redoc_js_url=f"{DOCS_STATIC}/redoc.standalone.js",
+                              redoc_favicon_url=f"{DOCS_STATIC}/favicon.png", with_google_fonts=False)
+        # Nothing from another host: the browser is told not to fetch ReDoc's remote logo at all.
+        page.headers["Content-Security-Policy"] = (
+            "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; "
+            "script-src 'self' 'unsafe-inline' blob:; worker-src 'self' blob:"
+        )
+        return page
     app.state.settings = settings
     app.state.metrics = metrics
     app.state.sanad = None

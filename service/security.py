@@ -14,7 +14,8 @@ from dataclasses import dataclass
 # Slack's own signature instead of a bearer key (the bot checks it).
 PUBLIC_PATHS = frozenset({"/", "/healthz", "/readyz", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json",
                           "/favicon.ico"})
-PUBLIC_PREFIXES = ("/static/", "/slack/")
+DOCS_STATIC = "/docs-static"  # Swagger UI and ReDoc assets, served by the app itself
+PUBLIC_PREFIXES = ("/static/", "/slack/", DOCS_STATIC + "/")
 # Rate-limited: the API proper (not the probes, the page or the metrics scrape).
 LIMITED_PREFIXES = ("/v1/",)
 

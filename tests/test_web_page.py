@@ -371,3 +371,30 @@ def test_chat_page_escapes_text_and_shows_states(page: Any) -> None:
     assert page.locator("#messages > li").count() == 0
     page.fill("#question", "next")
     assert page.locator("#send").is_enabled()
+
+
+@pytest.mark.parametrize("path, ready", [("/docs", ".swagger-ui .info .title"), ("/redoc", "redoc-wrap, .redoc-wrap")])
+def test_api_docs_render_offline_from_the_app_alone(browser: Any, base_url: str, path: str, ready: str) -> None:
+    """Swagger UI and ReDoc come from the app (fastapi-offline), not a CDN: everything the page loads comes from
+    127.0.0.1 (ReDoc's remote footer logo is refused by the page's Content-Security-Policy, so it is never
+    loaded), and the page renders the API's title."""
+    context = browser.new_context(base_url=base_url)
+    page = context.new_page()
+    page.set_default_timeout(TIMEOUT_MS)
+    hosts: list[str] = []
+    page.on("response", lambda r: hosts.append(r.url.split("/")[2] if "://" in r.url else r.url))
+    # This machine has no internet, so a remote fetch would fail anyway: what matters is that none is tried,
+    # or that the page's policy refuses it before it leaves the browser.
+    remote: list[str] = []
+    page.on("request", lambda r: remote.append(r.url) if "://127.0.0.1:" not in r.url and "://" in r.url else None)
+    refused: list[str] = []  # Chromium reports a fetch refused by the Content-Security-Policy as failing with "csp"
+    page.on("requestfailed", lambda r: refused.append(r.url) if "csp" in (r.failure or "").lower() else None)
+    try:
+        page.goto(path)
+        page.wait_for_selector(ready)
+        assert "Sanad" in page.content()
+        page.screenshot(path=str(ARTIFACTS / f"docs{path.replace('/', '-')}.png"))
+    finally:
+        context.close()
+    assert hosts and all(h.startswith("127.0.0.1:") for h in hosts if not h.startswith(("data:", "blob:"))), hosts
+    assert sorted(remote) == sorted(refused), (remote, refused)
