@@ -140,7 +140,11 @@ class ServiceSettings(BaseModel):
     max_body_bytes: int = Field(default=6_000_000, ge=1024)
     max_turns: int = Field(default=200, ge=2, description="Turns kept per conversation; older ones are dropped.")
     history_turns: int = Field(default=6, ge=0, description="Recent turns used to understand a follow-up.")
-    rate_limit_per_minute: int = Field(default=120, ge=0, description="Per client; 0 disables the limit.")
+    rate_limit_per_minute: int = Field(default=120, ge=0, description="Per API key; 0 disables the limit.")
+    rate_limit_by_ip: bool = Field(default=False, description="Without API keys, also limit each client IP. Off by "
+                                   "default: behind a reverse proxy, a whole organisation shares one address.")
+    trusted_proxies: str = Field(default="", description="Comma-separated IPs or CIDR networks whose X-Forwarded-For "
+                                 "is believed (the client is the nearest address not in them).")
     body_timeout: float = Field(default=30.0, gt=0, description="Seconds to receive a whole request body; then 408.")
     header_timeout: float = Field(default=10.0, gt=0,
                                   description="Seconds to receive a request's headers; then the connection is closed.")

@@ -41,7 +41,7 @@ from service.middleware import AccessMiddleware, BodyLimitMiddleware, MetricsMid
 from service.owner import remove_owner, write_owner
 from service.retention import Retention
 from service.routers import chat, documents, health, openai_compat, search, sessions
-from service.security import DOCS_STATIC, ApiKeys, RateLimiter
+from service.security import DOCS_STATIC, ApiKeys, ClientAddress, RateLimiter
 from service.slack import mount_slack
 from service.state import LockedClient, ServiceState, embedded_store
 
@@ -209,6 +209,8 @@ def create_app(settings: Settings, engine: Sanad | None = None) -> FastAPI:
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.service.max_body_bytes,
                        timeout=settings.service.body_timeout)
     app.add_middleware(AccessMiddleware, keys=ApiKeys(settings.api_key_set),
-                       limiter=RateLimiter(settings.service.rate_limit_per_minute))
+                       limiter=RateLimiter(settings.service.rate_limit_per_minute),
+                       by_ip=settings.service.rate_limit_by_ip,
+                       addresses=ClientAddress(settings.service.trusted_proxies))
     app.add_middleware(MetricsMiddleware, metrics=metrics, templates=lambda: list(app.openapi()["paths"]))
     return app

@@ -20,7 +20,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.errors import error_response
 from service.metrics import Metrics
-from service.security import ApiKeys, RateLimiter, is_limited, is_public, retry_after
+from service.security import ApiKeys, ClientAddress, RateLimiter, is_limited, is_public, retry_after
 
 
 class MetricsMiddleware:
@@ -67,10 +67,13 @@ class MetricsMiddleware:
 class AccessMiddleware:
     """``Authorization: Bearer`` when keys are configured, then a token bucket per client."""
 
-    def __init__(self, app: ASGIApp, keys: ApiKeys, limiter: RateLimiter) -> None:
+    def __init__(self, app: ASGIApp, keys: ApiKeys, limiter: RateLimiter, by_ip: bool = False,
+                 addresses: ClientAddress | None = None) -> None:
         self.app = app
         self.keys = keys
         self.limiter = limiter
+        self.by_ip = by_ip
+        self.addresses = addresses or ClientAddress("")
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] == "OPTIONS" or is_public(scope["path"]):
@@ -88,8 +91,9 @@ class AccessMiddleware:
                 return
         else:
             peer = scope.get("client")
-            client = "ip:" + (peer[0] if peer else "unknown")
-        if is_limited(scope["path"]):
+            client = "ip:" + self.addresses.of(peer[0] if peer else None, Headers(scope=scope).get("x-forwarded-for"))
+        # Keyed by API key; without keys, per address only when configured (one proxy = one address for all).
+        if is_limited(scope["path"]) and (self.keys.enabled or self.by_ip):
             wait = self.limiter.take(client)
             if wait > 0:
                 response = error_response(

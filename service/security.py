@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import ipaddress
 import math
 import threading
 import time
@@ -100,6 +101,30 @@ class RateLimiter:
         if len(self._buckets) >= self.MAX_CLIENTS:  # all busy: drop the oldest
             for c in sorted(self._buckets, key=lambda c: self._buckets[c].stamp)[: self.MAX_CLIENTS // 10]:
                 del self._buckets[c]
+
+
+class ClientAddress:
+    """The client's IP: the peer, or, when the peer is a trusted proxy, the nearest X-Forwarded-For address
+    that is not one (a client can put anything at the start of that header, never at its end)."""
+
+    def __init__(self, trusted: str) -> None:
+        self.networks = [ipaddress.ip_network(t.strip(), strict=False) for t in trusted.split(",") if t.strip()]
+
+    def _trusted(self, address: str) -> bool:
+        try:
+            ip = ipaddress.ip_address(address)
+        except ValueError:
+            return False
+        return any(ip in net for net in self.networks)
+
+    def of(self, peer: str | None, forwarded_for: str | None) -> str:
+        address = peer or "unknown"
+        if not self.networks or not self._trusted(address) or not forwarded_for:
+            return address
+        for hop in reversed([h.strip() for h in forwarded_for.split(",") if h.strip()]):
+            if not self._trusted(hop):
+                return hop
+        return address
 
 
 def retry_after(seconds: float) -> str:

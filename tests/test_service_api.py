@@ -261,7 +261,8 @@ def test_ingest_answer_then_delete_and_refuse(fresh: TestClient) -> None:
     listed = {d["doc_id"]: d for d in fresh.get("/v1/documents").json()["documents"]}
     assert listed[SIWA["id"]]["chunks"] == 1 and listed[SIWA["id"]]["title"] == SIWA["title"]
     assert listed[CAIRO_MEETING]["chunks"] > 1
-    assert fresh.post("/v1/documents", json=SIWA).json()["documents"][0]["outcome"] == "unchanged"
+    again = fresh.post("/v1/documents", json=SIWA)
+    assert again.status_code == 200 and again.json()["documents"][0]["outcome"] == "unchanged"  # nothing created
 
     answer = fresh.post("/v1/chat", json={"question": question}).json()
     assert answer["answerable"] and "مئة وعشرين منتجا" in answer["answer"]
@@ -467,8 +468,43 @@ def test_api_keys(tmp_path: Path, seeded: Sanad) -> None:
         assert "bearer" in json.dumps(c.get("/openapi.json").json()["components"]["securitySchemes"]).lower()
 
 
-def test_rate_limit(tmp_path: Path, seeded: Sanad) -> None:
+def test_without_keys_the_default_does_not_throttle_a_whole_office_behind_one_proxy(tmp_path: Path,
+                                                                                    seeded: Sanad) -> None:
     settings = Settings.in_memory(tmp_path, service=ServiceSettings(rate_limit_per_minute=3))
+    with TestClient(create_app(settings, seeded)) as c:
+        assert all(c.get("/v1/documents").status_code == 200 for _ in range(10))
+
+
+def test_rate_limit_per_api_key(tmp_path: Path, seeded: Sanad) -> None:
+    settings = Settings.in_memory(tmp_path, service=ServiceSettings(rate_limit_per_minute=2), api_keys="a,b")
+    with TestClient(create_app(settings, seeded)) as c:
+        for key in ("a", "a"):
+            assert c.get("/v1/documents", headers={"Authorization": f"Bearer {key}"}).status_code == 200
+        r = c.get("/v1/documents", headers={"Authorization": "Bearer a"})
+        assert_error(r, 429, "rate_limited")
+        assert int(r.headers["retry-after"]) >= 1
+        assert c.get("/v1/documents", headers={"Authorization": "Bearer b"}).status_code == 200  # its own bucket
+
+
+def test_per_ip_limit_believes_x_forwarded_for_only_from_trusted_proxies(tmp_path: Path, seeded: Sanad) -> None:
+    # TestClient's peer is "testclient"; trust it as the proxy, as a deployment would trust its reverse proxy.
+    service = ServiceSettings(rate_limit_per_minute=2, rate_limit_by_ip=True, trusted_proxies="10.0.0.0/8")
+    settings = Settings.in_memory(tmp_path, service=service)
+    app = create_app(settings, seeded)
+    with TestClient(app, client=("10.0.0.5", 1234)) as proxy, TestClient(app, client=("192.0.2.9", 1)) as direct:
+        def via(ip: str) -> int:
+            return proxy.get("/v1/documents", headers={"X-Forwarded-For": f"6.6.6.6, {ip}"}).status_code
+
+        assert [via("198.51.100.1"), via("198.51.100.1"), via("198.51.100.1")] == [200, 200, 429]
+        assert via("198.51.100.2") == 200  # another user behind the same proxy has their own bucket
+        # From an untrusted peer the header is ignored: spoofing a new address each time does not help.
+        spoofed = [direct.get("/v1/documents", headers={"X-Forwarded-For": f"203.0.113.{i}"}).status_code
+                   for i in range(3)]
+        assert spoofed == [200, 200, 429]
+
+
+def test_rate_limit(tmp_path: Path, seeded: Sanad) -> None:
+    settings = Settings.in_memory(tmp_path, service=ServiceSettings(rate_limit_per_minute=3, rate_limit_by_ip=True))
     with TestClient(create_app(settings, seeded)) as c:
         for _ in range(3):
             assert c.get("/v1/documents").status_code == 200

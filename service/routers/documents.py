@@ -150,14 +150,16 @@ async def _uploaded(request: Request, max_bytes: int) -> list[Article | Skipped]
     status_code=201,
     response_model=IngestResponse,
     summary="Index an article (JSON) or an uploaded file",
-    responses=error_responses(400, 401, 413, 415, 422, 429, 503),
+    responses={200: {"model": IngestResponse, "description": "Every article was already indexed unchanged."},
+               **error_responses(400, 401, 413, 415, 422, 429, 503)},
     openapi_extra={"requestBody": {"required": True, "content": {
         "application/json": {"schema": DocumentIn.model_json_schema(), "examples": DOCUMENT_EXAMPLES},
         "multipart/form-data": {"schema": _UPLOAD_SCHEMA},
     }}},
 )
-async def add_document(request: Request, state: StateDep, metrics: MetricsDep) -> IngestResponse:
-    """Adds or replaces articles; unchanged ones are skipped (`outcome: unchanged`)."""
+async def add_document(request: Request, response: Response, state: StateDep, metrics: MetricsDep) -> IngestResponse:
+    """Adds or replaces articles (201); unchanged ones are skipped (`outcome: unchanged`, and 200 when nothing
+    was added or replaced)."""
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     items: list[Article | Skipped]
     if content_type == "multipart/form-data":
@@ -173,6 +175,8 @@ async def add_document(request: Request, state: StateDep, metrics: MetricsDep) -
         raise _refusal(result.skipped)
     for d in result.documents:
         metrics.observe_document(d.outcome)
+    if all(d.outcome == "unchanged" for d in result.documents):
+        response.status_code = 200  # nothing was created
     return result
 
 
