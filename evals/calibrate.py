@@ -134,7 +134,6 @@ def main() -> None:
         "semantic_floor": [0.68, 0.72, 0.76],
         "semantic_ceiling": [0.88, 0.92, 0.96],
         "type_penalty": [0.6, 0.8, 1.0],
-        "restatement_penalty": [0.0, 0.3, 0.6],
     }
     best: tuple[float, dict[str, Any]] | None = None
     answerable = [c for c in cases if c.item.answerable]

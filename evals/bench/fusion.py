@@ -12,8 +12,8 @@ dev (by MRR@10) and reported on dev and test.
 
 Qdrant side: every store-side method (lexical, dense, RRF, weighted RRF, DBSF, score
 formulas) runs through the Query API on both qdrant-client local mode (``":memory:"``) and
-qdrant-edge (``rag.edge.EdgeClient``, extended here for ``FormulaQuery``, which the adapter
-does not translate); their rankings are checked to agree. Client-side fusions use the two
+qdrant-edge (``rag.edge.EdgeClient``, which translates ``FormulaQuery`` to qdrant-edge's
+``Formula``); their rankings are checked to agree. Client-side fusions use the two
 prefetch lists (40 each) fetched from the store.
 
 Caches (reruns are free): paragraph and question embeddings under ``$SANAD_FUSION_CACHE``
@@ -39,13 +39,12 @@ import numpy as np
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
-import qdrant_edge as qe  # noqa: E402
 from qdrant_client import QdrantClient, models  # noqa: E402
-from qdrant_client.http.models import QueryResponse, ScoredPoint  # noqa: E402
+from qdrant_client.http.models import QueryResponse  # noqa: E402
 
 from evals.bench.common import RESULTS, machine, machine_line, pct  # noqa: E402
 from evals.bench.retrieval import load_xquad  # noqa: E402
-from rag.edge import EdgeClient, _prefetch, to_filter  # noqa: E402
+from rag.edge import EdgeClient  # noqa: E402  # translates FormulaQuery to qdrant-edge's Formula
 from rag.lexical import LexicalEncoder  # noqa: E402
 from rag.text import detect_language  # noqa: E402
 
@@ -146,48 +145,6 @@ class Embedder:
 
 
 # -- stores ---------------------------------------------------------------------------
-def _edge_expr(e: Any) -> Any:
-    """qdrant-client formula expression -> qdrant-edge Expression (the subset used here)."""
-    E = qe.Expression
-    if isinstance(e, bool):
-        raise NotImplementedError("bool expression")
-    if isinstance(e, int | float):
-        return E.Constant(float(e))
-    if isinstance(e, str):
-        return E.Variable(e)
-    if isinstance(e, models.SumExpression):
-        return E.Sum([_edge_expr(x) for x in e.sum])
-    if isinstance(e, models.MultExpression):
-        return E.Mult([_edge_expr(x) for x in e.mult])
-    if isinstance(e, models.DivExpression):
-        return E.Div(_edge_expr(e.div.left), _edge_expr(e.div.right), e.div.by_zero_default)
-    if isinstance(e, models.MaxExpression):
-        return E.Max([_edge_expr(x) for x in e.max])
-    if isinstance(e, models.MinExpression):
-        return E.Min([_edge_expr(x) for x in e.min])
-    raise NotImplementedError(f"expression {type(e).__name__}")
-
-
-class FormulaEdgeClient(EdgeClient):
-    """``rag.edge.EdgeClient`` plus ``FormulaQuery`` (qdrant-edge has ``Formula``; the adapter raises on it)."""
-
-    def query_points(self, collection_name: str, query: Any = None, **kw: Any) -> QueryResponse:  # type: ignore[override]
-        if not isinstance(query, models.FormulaQuery):
-            return super().query_points(collection_name, query=query, **kw)
-        pf = kw.get("prefetch")
-        pfs = pf if isinstance(pf, list) else ([pf] if pf else [])
-        req = qe.QueryRequest(
-            limit=kw.get("limit", 10),
-            query=qe.Formula(_edge_expr(query.formula), defaults=query.defaults or None),
-            prefetches=[_prefetch(p) for p in pfs],
-            filter=to_filter(kw.get("query_filter")),
-            with_payload=False,
-            with_vector=False,
-        )
-        res = self._shard(collection_name).query(req)
-        return QueryResponse(points=[ScoredPoint(id=p.id, version=0, score=p.score) for p in res])
-
-
 def build(client: Any, docs: list[tuple[str, str]], dense: np.ndarray, sparse: list[models.SparseVector]) -> None:
     client.create_collection(
         COLL,
@@ -310,7 +267,7 @@ class Bench:
             for lang in ("ar", "en")
         }
         self.tmp = tempfile.TemporaryDirectory(prefix="sanad-fusion-")
-        self.edge = FormulaEdgeClient(self.tmp.name)
+        self.edge = EdgeClient(self.tmp.name)
         build(self.edge, self.data.docs, self.pvecs, sparse)
         self.local = QdrantClient(":memory:")
         build(self.local, self.data.docs, self.pvecs, sparse)
@@ -780,9 +737,8 @@ NOTES = """\
   over `$score[i]`, `$score[i]` = score in the i-th prefetch; a point absent from a prefetch takes `defaults`,
   else 0). It scores sparse vectors in pure Python over every point: ~25 ms per lexical search at only 240 points.
 - qdrant-edge 0.9 (`qdrant_edge`) has `Fusion.Rrf(k, weights)`, `Fusion.Dbsf()` and `Formula(Expression, defaults)`
-  natively (`Expression.Div` needs `by_zero_default` positionally, None allowed). `rag.edge.EdgeClient` as committed
-  translates FusionQuery/RrfQuery but raises `NotImplementedError` on `FormulaQuery`; this script's `FormulaEdgeClient`
-  adds the translation (~20 lines; it takes over FormulaQuery even if the adapter learns it).
+  natively (`Expression.Div` needs `by_zero_default` positionally, None allowed). `rag.edge.EdgeClient`
+  translates FusionQuery, RrfQuery and FormulaQuery to them.
   Edge and local mode return the same scores; only the order of exact ties differs
   (column `local = edge`).
 - RRF's default k is 2 in both (not 60): with two lists many fused scores tie exactly, and qdrant-edge's

@@ -43,6 +43,20 @@ def _cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / TICK
 
 
+def wait_ready(url: str, server: subprocess.Popen[bytes], log: Path, timeout: float) -> None:
+    """Until ``url``/readyz answers 200; a server that exits or takes longer fails with its log's tail."""
+    deadline = time.time() + timeout
+    while True:
+        try:
+            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        if time.time() > deadline or server.poll() is not None:
+            raise RuntimeError(f"server did not become ready; log: {log.read_text()[-2000:]}")
+        time.sleep(0.2)
+
+
 def _bin(name: str) -> str:
     return str(Path(sys.executable).with_name(name))
 
@@ -171,16 +185,7 @@ def run(out: Path, levels: list[int], seconds: float = 15.0, profile: bool = Tru
     )
     results: list[dict[str, Any]] = []
     try:
-        deadline = time.time() + 60
-        while True:
-            try:
-                if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.time() > deadline or server.poll() is not None:
-                raise RuntimeError(f"server did not become ready; log: {(tmp / 'server.log').read_text()[-2000:]}")
-            time.sleep(0.2)
+        wait_ready(url, server, tmp / "server.log", 60)
         rss_start = rss_mb(server.pid)
         level(url, server.pid, qs, 8, 3.0)  # warm-up
         rss_warm = rss_mb(server.pid)
