@@ -50,9 +50,11 @@ class Chunker:
             paragraph_separator="\n\n",
         )
 
-    def chunk(self, text: str) -> list[Chunk]:
+    def chunk(self, text: str, body_start: int = 0) -> list[Chunk]:
+        """Chunks of ``text[body_start:]``, with offsets into the whole of ``text``."""
         chunks: list[Chunk] = []
         cursor = 0
+        text = text[body_start:]
         for piece in self._splitter.split_text(text):
             piece = piece.strip()
             if not piece:
@@ -63,8 +65,8 @@ class Chunker:
             if start < 0:
                 raise AssertionError("chunk text not found in the original")  # pragma: no cover
             end = start + len(piece)
-            chunks.append(Chunk(len(chunks), piece, start, end, sentence_spans(piece)))
+            chunks.append(Chunk(len(chunks), piece, body_start + start, body_start + end, sentence_spans(piece)))
             # Without overlap the next chunk starts after this one: searching from inside it would
             # place a chunk whose text repeats earlier content (a repeated paragraph) at the wrong offset.
-            cursor = start + 1 if self._overlap else end
+            cursor = start + 1 if self._overlap else end  # within the body
         return chunks

@@ -53,7 +53,10 @@ class IndexSummary:
 
 
 def content_hash(article: Article) -> str:
-    body = "\x00".join([article.title, article.text, str(article.date or ""), article.source or "", article.url or ""])
+    fields = [article.title, article.text, str(article.date or ""), article.source or "", article.url or ""]
+    if article.body_start:  # what is chunked changed (front matter left out): an older index is replaced
+        fields.append(f"body:{article.body_start}")
+    body = "\x00".join(fields)
     return hashlib.sha256(body.encode()).hexdigest()
 
 
@@ -90,7 +93,7 @@ class Indexer:
         record = self.store.get_document(article.id)
         if record and record.get("content_hash") == digest:
             return "unchanged", int(record.get("chunks", 0))
-        chunks = self.chunker.chunk(article.text)
+        chunks = self.chunker.chunk(article.text, article.body_start)
         if not chunks:
             raise ValueError("no text to index")
         dense = self._dense(chunks)

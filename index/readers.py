@@ -100,7 +100,8 @@ def article_from_text(doc_id: str, text: str, markdown: bool = False) -> Article
         if not title:
             title = line.strip().lstrip("#").strip()
         break
-    return Article(id=doc_id, title=title[:300], text=text, date=when, source=meta.get("source"), url=meta.get("url"))
+    return Article(id=doc_id, title=title[:300], text=text, date=when, source=meta.get("source"), url=meta.get("url"),
+                   body_start=len(text) - len(body))
 
 
 def article_from_html(doc_id: str, html: str) -> Article:

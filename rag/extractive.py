@@ -120,6 +120,9 @@ class Sentence:
             quote=self.text,
             start=p.start + self.start,
             end=p.start + self.end,
+            date=p.date,
+            source=p.source,
+            url=p.url,
         )
 
 

@@ -19,6 +19,9 @@ class Article(BaseModel):
     date: Date | None = None
     source: str | None = None
     url: str | None = None
+    # Where the article's body starts in ``text`` (after Markdown front matter): only the body is
+    # chunked, and offsets still count from the start of the original file.
+    body_start: int = Field(default=0, ge=0)
 
 
 class Passage(BaseModel):
@@ -49,6 +52,9 @@ class Citation(BaseModel):
     quote: str = Field(description="The exact supporting sentence(s) from the article.")
     start: int = Field(description="Offset of the quote in the original article text.")
     end: int
+    date: str | None = Field(default=None, description="The article's date (ISO), when known.")
+    source: str | None = Field(default=None, description="The outlet that published it, when known.")
+    url: str | None = Field(default=None, description="The article's address, when known.")
 
 
 class Turn(BaseModel):

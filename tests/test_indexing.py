@@ -291,3 +291,21 @@ def test_second_process_on_the_same_store_is_told_what_to_do(persistent: Setting
         assert eng.store.count_chunks(GHAZI) > 0
     finally:
         eng.close()
+
+
+def test_front_matter_is_not_a_passage_but_offsets_point_into_the_file(engine: Sanad, tmp_path: Path) -> None:
+    f = tmp_path / "doha.md"
+    original = ("---\ntitle: اجتماع الدوحة\ndate: 2025-11-30\nsource: وكالة الأنباء\nurl: https://example.org/doha\n---\n"
+                "# اجتماع الدوحة\n\nعقد الوسطاء اجتماعا جديدا في الدوحة لبحث المرحلة الثانية من الاتفاق.\n")
+    f.write_text(original, encoding="utf-8")
+    index(engine, f)
+    passages = engine.search("اجتماع الوسطاء في الدوحة")
+    assert passages and passages[0].doc_id == "doha"
+    for p in passages:
+        assert "source:" not in p.text and "---" not in p.text
+        assert original[p.start : p.end] == p.text  # offsets count from the top of the file
+    answer = engine.ask("أين عقد الوسطاء اجتماعهم الجديد؟")
+    assert answer.citations and answer.citations[0].doc_id == "doha"
+    c = answer.citations[0]
+    assert original[c.start : c.end] == c.quote
+    assert (c.date, c.source, c.url) == ("2025-11-30", "وكالة الأنباء", "https://example.org/doha")
