@@ -13,15 +13,13 @@ import hashlib
 import logging
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Literal
 
 from qdrant_client import models
 
 from index.chunker import Chunk, Chunker
-from index.readers import Skipped, iter_files, read_path
+from index.readers import IndexSummary, Outcome, Skipped, iter_files, read_path  # noqa: F401 (re-exported)
 from rag.embedding import CachedEmbedder, EmbedderUnavailable
 from rag.lexical import LexicalEncoder
 from rag.models import Article
@@ -30,27 +28,6 @@ from rag.settings import IndexSettings
 from rag.store import DENSE, LEXICAL, PassageStore, chunk_point_id
 
 log = logging.getLogger("sanad")
-
-Outcome = Literal["added", "updated", "unchanged"]
-
-
-@dataclass
-class IndexSummary:
-    added: int = 0
-    updated: int = 0
-    unchanged: int = 0
-    chunks: int = 0
-    skipped: list[Skipped] = field(default_factory=list)
-    seconds: float = 0.0
-
-    @property
-    def documents(self) -> int:
-        return self.added + self.updated + self.unchanged
-
-    def count(self, outcome: Outcome, chunks: int) -> None:
-        setattr(self, outcome, getattr(self, outcome) + 1)
-        self.chunks += chunks
-
 
 def content_hash(article: Article) -> str:
     fields = [article.title, article.text, str(article.date or ""), article.source or "", article.url or ""]

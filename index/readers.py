@@ -13,9 +13,10 @@ import json
 import re
 import unicodedata
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
+from typing import Literal
 
 from pydantic import ValidationError
 
@@ -30,6 +31,29 @@ _FRONT_MATTER = re.compile(r"\A---\s*\n(.*?)\n---\s*\n", re.DOTALL)
 class Skipped:
     path: str
     reason: str
+
+
+Outcome = Literal["added", "updated", "unchanged"]
+
+
+@dataclass
+class IndexSummary:
+    """What indexing did (``sanad index``, or the server on its behalf)."""
+
+    added: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    chunks: int = 0
+    skipped: list[Skipped] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def documents(self) -> int:
+        return self.added + self.updated + self.unchanged
+
+    def count(self, outcome: Outcome, chunks: int) -> None:
+        setattr(self, outcome, getattr(self, outcome) + 1)
+        self.chunks += chunks
 
 
 def iter_files(paths: list[Path]) -> Iterator[Path]:

@@ -138,6 +138,8 @@ class ServiceSettings(BaseModel):
     max_body_bytes: int = Field(default=6_000_000, ge=1024)
     max_turns: int = Field(default=200, ge=2, description="Turns kept per conversation; older ones are dropped.")
     history_turns: int = Field(default=6, ge=0, description="Recent turns used to understand a follow-up.")
+    sources_in_content: bool = Field(default=True, description="On /v1/chat/completions, end the message with a "
+                                     "sources block generic clients show (the `citations` field stays).")
     rate_limit_per_minute: int = Field(default=120, ge=0, description="Per API key; 0 disables the limit.")
     rate_limit_by_ip: bool = Field(default=False, description="Without API keys, also limit each client IP. Off by "
                                    "default: behind a reverse proxy, a whole organisation shares one address.")
@@ -190,6 +192,16 @@ class Settings(BaseSettings):
     slack: SlackSettings = SlackSettings()
     # SANAD_API_KEYS: comma-separated bearer keys; empty means the API is open.
     api_keys: str = ""
+    # SANAD_API_KEY: the key the CLI sends to a server that holds the data folder (default: the first of
+    # SANAD_API_KEYS, so a CLI beside its server, reading the same .env, needs nothing more).
+    api_key: SecretStr | None = None
+
+    @property
+    def client_api_key(self) -> str | None:
+        if self.api_key is not None:
+            return self.api_key.get_secret_value() or None
+        keys = [k.strip() for k in self.api_keys.split(",") if k.strip()]
+        return keys[0] if keys else None
 
     @property
     def api_key_set(self) -> frozenset[str]:

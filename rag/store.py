@@ -61,6 +61,11 @@ def chunk_point_id(doc_id: str, index: int, text: str) -> str:
     return str(uuid.uuid5(_NS, f"{doc_id}\x00{index}\x00{text}"))
 
 
+def public_record(record: dict[str, Any]) -> dict[str, Any]:
+    """A document record as users see it (API and ``sanad documents --json``): without store internals."""
+    return {k: v for k, v in record.items() if k not in ("kind", "content_hash")}
+
+
 def document_point_id(doc_id: str) -> str:
     return str(uuid.uuid5(_NS, f"doc\x00{doc_id}"))
 
@@ -236,6 +241,11 @@ class PassageStore:
         if doc_id is not None:
             flt = models.Filter(must=[models.FieldCondition(key="doc_id", match=models.MatchValue(value=doc_id))])
         return self.client.count(self.chunks, count_filter=flt, exact=True).count
+
+    def count_documents(self) -> int:
+        """Document records, counted (not listed: a metrics scrape must not read every record)."""
+        flt = models.Filter(must=[models.FieldCondition(key="kind", match=models.MatchValue(value="document"))])
+        return self.client.count(self.documents, count_filter=flt, exact=True).count
 
     # -- search ----------------------------------------------------------
     def search(

@@ -22,10 +22,12 @@ from rich.progress import (
 from rich.table import Table
 
 from rag.settings import Settings
+from sanad.remote import RemoteError, SanadClient, Server, running_server
 
 if TYPE_CHECKING:  # the engine pulls in llama-index and qdrant-client: imported by the commands that need it
+    from index.readers import IndexSummary
     from rag.engine import Sanad
-    from rag.models import Answer
+    from rag.models import Answer, SearchFilters
 
 app = typer.Typer(
     help="Sanad (سند): cited answers over Arabic news articles.", no_args_is_help=True, pretty_exceptions_enable=False
@@ -89,6 +91,14 @@ def index(
             err.print(f"[red]error:[/red] {p}: no such file or folder")
         raise typer.Exit(2)
     settings = load_settings(data_dir)
+    server = running_server(settings)
+    if server is not None:
+        if rebuild:
+            err.print(f"[red]error:[/red] a Sanad server at {server.url} (pid {server.pid}) holds {settings.data_dir}: "
+                      "stop it to rebuild the index.")
+            raise typer.Exit(2)
+        _index_remote(server, settings, paths)
+        return
     if "threads" not in settings.embed.model_fields_set:
         # Indexing is throughput work: every core for the encoder (measured 1.65x faster on 2 cores). The
         # server keeps one thread, for latency under concurrent questions (NOTES).
@@ -108,15 +118,43 @@ def index(
                 summary = indexer.index_paths(paths, files=files, on_file=lambda _: progress.advance(task))
     finally:
         engine.close()
-    for s in summary.skipped:
+    _print_summary(summary)
+
+
+def _print_summary(summary: IndexSummary) -> None:
+    skipped = summary.skipped
+    for s in skipped:
         err.print(f"[yellow]skipped[/yellow] {s.path}: {s.reason}")
     console.print(
         f"{summary.documents} documents ({summary.added} added, {summary.updated} updated, "
-        f"{summary.unchanged} unchanged), {summary.chunks} chunks, {len(summary.skipped)} skipped, "
+        f"{summary.unchanged} unchanged), {summary.chunks} chunks, {len(skipped)} skipped, "
         f"{summary.seconds:.2f} s"
     )
-    if summary.skipped and not summary.documents:
+    if skipped and not summary.documents:
         raise typer.Exit(1)
+
+
+def _via(server: Server, settings: Settings) -> None:
+    err.print(f"[dim]via the Sanad server at {server.url} (pid {server.pid}), which holds {settings.data_dir}[/dim]")
+
+
+def _remote_failed(exc: RemoteError) -> typer.Exit:
+    err.print(f"[red]error:[/red] {exc}")
+    return typer.Exit(1 if exc.status and exc.status >= 500 else 2)
+
+
+def _index_remote(server: Server, settings: Settings, paths: list[Path]) -> None:
+    from index.readers import iter_files
+
+    _via(server, settings)
+    files = list(iter_files(paths))
+    with SanadClient(server.url, settings.client_api_key) as client, progress_bar(disable=len(files) < 2) as bar:
+        task = bar.add_task("indexing", total=len(files))
+        try:
+            summary = client.index_files(files, on_file=lambda _: bar.advance(task))
+        except RemoteError as exc:
+            raise _remote_failed(exc) from None
+    _print_summary(summary)
 
 
 def print_answer(answer: Answer) -> None:
@@ -134,27 +172,85 @@ def print_answer(answer: Answer) -> None:
 def ask(
     question: Annotated[str, typer.Argument(help="An Arabic or English question.")],
     as_json: Annotated[bool, typer.Option("--json", help="Print the answer object as JSON.")] = False,
-    top_k: Annotated[int | None, typer.Option(min=1, max=100)] = None,
+    top_k: Annotated[int | None, typer.Option(min=1, max=50)] = None,
     doc: Annotated[list[str] | None, typer.Option("--doc", help="Only search these document ids.")] = None,
+    session: Annotated[str | None, typer.Option("--session", "-s", help="Continue this conversation.")] = None,
+    cont: Annotated[bool, typer.Option("--continue", "-c", help="Continue the last conversation.")] = False,
     data_dir: DataDir = None,
 ) -> None:
-    """Answer a question from the indexed articles, with cited passages."""
+    """Answer a question from the indexed articles, with cited passages.
+
+    Each answer is part of a conversation (its id is printed): `-c` asks a follow-up in the last one.
+    """
+    from rag.models import SearchFilters
+
     if not question.strip():
         err.print("[red]error:[/red] the question is empty")
         raise typer.Exit(2)
-    engine = open_engine(load_settings(data_dir))
-    try:
-        if engine.store.count_chunks() == 0:
-            err.print("[yellow]The index is empty: run `sanad index seeds` first.[/yellow]")
-        from rag.models import SearchFilters
-
-        answer = engine.ask(question, top_k=top_k, filters=SearchFilters(doc_ids=doc) if doc else None)
-    finally:
-        engine.close()
+    settings = load_settings(data_dir)
+    if cont and session is None:
+        session = _last_session(settings)
+        if session is None:
+            err.print("[red]error:[/red] there is no earlier conversation to continue: ask without -c first")
+            raise typer.Exit(2)
+    filters = SearchFilters(doc_ids=doc) if doc else None
+    server = running_server(settings)
+    if server is not None:
+        _via(server, settings)
+        try:
+            with SanadClient(server.url, settings.client_api_key) as client:
+                answer = client.ask(question, session, top_k, filters)
+        except RemoteError as exc:
+            raise _remote_failed(exc) from None
+    else:
+        answer = _ask_here(settings, question, session, top_k, filters)
+    if answer.session_id:
+        _remember_session(settings, answer.session_id)
     if as_json:
         sys.stdout.write(json.dumps(answer.model_dump(mode="json"), ensure_ascii=False, indent=2) + "\n")
     else:
         print_answer(answer)
+
+
+def _ask_here(settings: Settings, question: str, session: str | None, top_k: int | None,
+              filters: SearchFilters | None) -> Answer:
+    """The answer from this process, through the service's conversation path (stored the same way)."""
+    from service.answering import Conversations
+    from service.conversations import ConversationStore
+    from service.errors import APIError
+
+    engine = open_engine(settings)
+    store = ConversationStore.open(settings.data_dir, settings.service.max_turns)
+    try:
+        if engine.store.count_chunks() == 0:
+            err.print("[yellow]The index is empty: run `sanad index seeds` first.[/yellow]")
+        chat = Conversations(engine, store, settings)
+        try:
+            return chat.answer(chat.prepare(question, session), top_k, filters)
+        except APIError as exc:
+            err.print(f"[red]error:[/red] {exc.message}")
+            raise typer.Exit(2) from None
+    finally:
+        store.close()
+        engine.close()
+
+
+_LAST_SESSION = "cli-last-session"
+
+
+def _last_session(settings: Settings) -> str | None:
+    try:
+        return (settings.data_dir / _LAST_SESSION).read_text().strip() or None
+    except OSError:
+        return None
+
+
+def _remember_session(settings: Settings, session_id: str) -> None:
+    try:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        (settings.data_dir / _LAST_SESSION).write_text(session_id)
+    except OSError as exc:  # the answer is shown anyway; only -c will not find it
+        err.print(f"[yellow]could not remember the conversation for -c: {exc}[/yellow]")
 
 
 def shorten(text: str, width: int = 60) -> str:
@@ -172,11 +268,23 @@ def documents(
     data_dir: DataDir = None,
 ) -> None:
     """List indexed documents with their chunk counts."""
-    engine = open_engine(load_settings(data_dir))
-    try:
-        docs = engine.store.list_documents()
-    finally:
-        engine.close()
+    settings = load_settings(data_dir)
+    server = running_server(settings)
+    if server is not None:
+        _via(server, settings)
+        try:
+            with SanadClient(server.url, settings.client_api_key) as client:
+                docs = client.documents()
+        except RemoteError as exc:
+            raise _remote_failed(exc) from None
+    else:
+        from rag.store import public_record
+
+        engine = open_engine(settings)
+        try:
+            docs = [public_record(r) for r in engine.store.list_documents()]
+        finally:
+            engine.close()
     if as_json:
         sys.stdout.write(json.dumps(docs, ensure_ascii=False, indent=2) + "\n")
         return
@@ -193,7 +301,7 @@ def serve(
     data_dir: DataDir = None,
 ) -> None:
     """Start the chat service: HTTP API, web chat page, OpenAI-compatible endpoint, Slack bot if configured."""
-    from service.cli import serve as run
+    from service.server import serve as run
 
     settings = load_settings(data_dir)
     run(settings, host or settings.service.host, port if port is not None else settings.service.port)
@@ -218,79 +326,33 @@ def eval_(
     data_dir: DataDir = None,
 ) -> None:
     """Check answers against gold facts; exit non-zero when a threshold is missed."""
-    import json as _json
-    from contextlib import nullcontext
-    from datetime import datetime
-
-    from evals.gold import GoldError, load_gold
-    from evals.metrics import summarize_by_language
-    from evals.report import check_thresholds, compare, summary_table, write_report
-    from evals.runner import (
-        DEFAULT_CORPUS,
-        DEFAULT_GOLD,
-        DEFAULT_THRESHOLDS,
-        HttpTarget,
-        InProcessTarget,
-        corpus_engine,
-        judge_faithfulness,
-        run_items,
-    )
+    from evals.release import EvalError, EvalPlan, evaluate
+    from evals.report import summary_table
 
     settings = load_settings(data_dir)
-    gold_path = gold or DEFAULT_GOLD
-    try:
-        items = load_gold(gold_path)
-    except GoldError as exc:
-        err.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(2) from None
-    if split is not None:
-        if split not in ("dev", "test"):
-            err.print("[red]error:[/red] --split is dev or test")
-            raise typer.Exit(2)
-        items = [i for i in items if i.split == split]
-    items = items[:limit] if limit else items
-    if thresholds is None and gold is None and split == "test":
-        # The release gate: the project's gold set, test split (no threshold or weight was fitted on it).
-        thresholds = DEFAULT_THRESHOLDS
-    base = None
-    if baseline is not None:
+    plan = EvalPlan(gold=gold, corpus=corpus, url=url, api_key=api_key, report=report, baseline=baseline,
+                    thresholds=thresholds, judge=judge, limit=limit, split=split)
+    if judge and not settings.llm.enabled:
+        err.print("[yellow]--judge needs an LLM (SANAD_LLM__BASE_URL); skipped.[/yellow]")
+    with progress_bar() as progress:
+        task = progress.add_task("evaluating", total=None)
         try:
-            base = _json.loads(baseline.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as exc:
-            err.print(f"[red]error:[/red] cannot read baseline {baseline}: {exc}")
+            run = evaluate(plan, settings, on_start=lambda n: progress.update(task, total=n),
+                           on_item=lambda _: progress.advance(task))
+        except EvalError as exc:
+            progress.stop()
+            err.print(f"[red]error:[/red] {exc}")
             raise typer.Exit(2) from None
-    ctx = nullcontext(None) if url else corpus_engine(corpus or [DEFAULT_CORPUS], settings)
-    with ctx as engine:
-        target: HttpTarget | InProcessTarget = InProcessTarget(engine) if engine else HttpTarget(url or '', api_key)
-        with progress_bar() as progress:
-            task = progress.add_task("evaluating", total=len(items))
-            results = run_items(target, items, on_item=lambda r: progress.advance(task))
-    if judge:
-        if not settings.llm.enabled:
-            err.print("[yellow]--judge needs an LLM (SANAD_LLM__BASE_URL); skipped.[/yellow]")
-        else:
-            judge_faithfulness(settings, results)
-    summary = summarize_by_language(results)
-    missed = check_thresholds(summary, thresholds) if thresholds else []
-    comparison = compare(results, summary, base) if base is not None else None
-    folder = report or settings.data_dir / "evals" / datetime.now().strftime("%Y%m%d-%H%M%S")
-    meta = {
-        "gold": str(gold_path),
-        "target": url or "in-process",
-        "when": datetime.now().isoformat(timespec="seconds"),
-        "answerer": "llm" if settings.llm.enabled else "extractive",
-        "corpus": [str(c) for c in corpus or []],
-    }
-    write_report(folder, summary, results, meta, missed, comparison)
-    console.print(summary_table(summary))
-    if comparison is not None:
-        console.print(f"against baseline: {len(comparison['better'])} items better, {len(comparison['worse'])} worse")
-        for c in comparison["worse"]:
+    console.print(summary_table(run.summary))
+    if run.comparison is not None:
+        console.print(f"against baseline: {len(run.comparison['better'])} items better, "
+                      f"{len(run.comparison['worse'])} worse")
+        for c in run.comparison["worse"]:
             console.print(f"  [red]worse[/red] {c['id']}: {', '.join(c['changes'])}")
-    console.print(f"report: {folder / 'report.md'}")
-    for m in missed:
+    console.print(f"report: {run.folder / 'report.md'}")
+    for m in run.missed:
         err.print(f"[red]threshold missed:[/red] {m}")
-    if missed:
+    if run.missed:
         raise typer.Exit(1)
 
 

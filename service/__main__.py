@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from rag.settings import Settings
-from service.cli import serve
+from service.server import serve
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -3,47 +3,33 @@
     app = create_app(Settings.in_memory(tmp_path))          # tests
     app = create_app(settings, engine)                       # an engine opened by the caller
 
-The lifespan opens the engine (unless one is given, which stays the caller's
-to close), the conversation store under ``data_dir``, and for the embedded
-on-disk store writes ``data_dir/sanad-server.json`` naming this process, and
-starts the retention task that deletes old and surplus conversations
-(``service/retention.py``; ``app.state.retention``).
-A Qdrant server (``qdrant.url``) that cannot be reached does not stop the start:
-``/readyz`` and the API answer 503 with the reason while it is retried every
-``service.store_retry_seconds``, and the service is ready once it answers.
+The lifespan starts and stops a :class:`service.runtime.Runtime` (``app.state.runtime``):
+the engine, the conversation store, the owner file and the retention task, and the
+reconnection to a Qdrant server that was down at start-up.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
-import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
-import anyio
 from fastapi import FastAPI
 from fastapi.openapi.docs import get_redoc_html
 from fastapi.responses import FileResponse, HTMLResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi_offline import FastAPIOffline
-from starlette.concurrency import run_in_threadpool
 
 from rag.engine import Sanad
 from rag.settings import Settings
-from rag.store import StoreUnavailable
 from service import errors
-from service.conversations import ConversationStore
 from service.metrics import Metrics
 from service.middleware import AccessMiddleware, BodyLimitMiddleware, MetricsMiddleware
-from service.owner import remove_owner, write_owner
-from service.retention import Retention
 from service.routers import chat, documents, health, openai_compat, search, sessions
+from service.runtime import Runtime
 from service.security import DOCS_STATIC, ApiKeys, ClientAddress, RateLimiter
 from service.slack import mount_slack
-from service.state import LockedClient, ServiceState, embedded_store
 
 log = logging.getLogger("sanad.service")
 
@@ -76,88 +62,20 @@ _NO_PAGE = """<!doctype html><html lang="en"><meta charset="utf-8"><title>Sanad<
 def create_app(settings: Settings, engine: Sanad | None = None) -> FastAPI:
     metrics = Metrics()
 
+    def publish(runtime: Runtime) -> None:
+        """What the routes read (``service.deps``): the state once usable, else why not."""
+        app.state.sanad = runtime.state
+        app.state.store_error = runtime.store_error
+        app.state.retention = runtime.retention
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        conversations: ConversationStore | None = None
-        retention: Retention | None = None
-        opened: list[Sanad] = []  # engines this lifespan opened (and closes)
-        owner_written = False
-        stopping = asyncio.Event()
-
-        def activate(eng: Sanad) -> None:
-            nonlocal conversations, retention, owner_written
-            if not settings.qdrant.url and not isinstance(eng.store.client, LockedClient):
-                eng.store.client = LockedClient(eng.store.client)  # type: ignore[assignment]
-            conversations = ConversationStore.open(settings.data_dir, settings.service.max_turns)
-            if embedded_store(settings):
-                write_owner(settings)
-                owner_written = True
-            app.state.sanad = ServiceState(settings=settings, engine=eng, conversations=conversations,
-                                           metrics=metrics, write_lock=threading.Lock())
-            app.state.store_error = None
-            # Old and surplus conversations are deleted in the background, never in an answer's way.
-            retention = app.state.retention = Retention(conversations, settings.service)
-            retention.start()
-
-        async def connect_later() -> None:
-            """Keep trying a Qdrant server that was down at start-up; serve once it answers."""
-            pause = settings.service.store_retry_seconds
-            while not stopping.is_set():
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stopping.wait(), timeout=pause)
-                    return
-                try:
-                    eng = await anyio.to_thread.run_sync(Sanad.open, settings)
-                except Exception as exc:  # still down, or a transient failure while it comes up
-                    if str(exc) != app.state.store_error:
-                        log.warning("Qdrant is still not usable (retrying every %g s): %s", pause, exc)
-                    app.state.store_error = str(exc) or type(exc).__name__
-                    continue
-                opened.append(eng)
-                if stopping.is_set():
-                    return
-                try:
-                    activate(eng)
-                except Exception as exc:  # e.g. the conversation store cannot be opened: say so in /readyz
-                    log.exception("Qdrant is reachable, but the service could not start")
-                    app.state.store_error = f"the service could not start: {exc}"
-                    return
-                log.info("Qdrant at %s is reachable: the service is ready", settings.qdrant.url)
-                return
-
-        retry: asyncio.Task[None] | None = None
+        runtime = app.state.runtime = Runtime(settings, metrics, engine, on_change=publish)
         try:
-            if engine is not None:
-                activate(engine)
-            else:
-                try:
-                    eng = await run_in_threadpool(Sanad.open, settings)
-                except StoreUnavailable as exc:
-                    if not settings.qdrant.url:
-                        raise
-                    # An orchestrated deployment may start Sanad before Qdrant: start, answer 503 with the
-                    # reason (readyz too), and connect when it is up.
-                    app.state.store_error = str(exc)
-                    log.error("%s. Serving 503 until it is reachable; retrying every %g s.", exc,
-                              settings.service.store_retry_seconds)
-                    retry = asyncio.create_task(connect_later())
-                else:
-                    opened.append(eng)
-                    activate(eng)
+            await runtime.start()
             yield
         finally:
-            stopping.set()
-            if retry is not None:
-                await retry
-            app.state.sanad = None
-            if retention is not None:
-                await retention.stop()  # before the store it prunes is closed
-            if owner_written:
-                remove_owner(settings)
-            if conversations is not None:
-                conversations.close()
-            for eng in opened:
-                eng.close()
+            await runtime.stop()
 
     # /docs and /redoc with Swagger UI and ReDoc served from the fastapi-offline package (MIT), not a CDN:
     # Sanad runs with no internet, and so must its API documentation.
@@ -212,5 +130,5 @@ def create_app(settings: Settings, engine: Sanad | None = None) -> FastAPI:
                        limiter=RateLimiter(settings.service.rate_limit_per_minute),
                        by_ip=settings.service.rate_limit_by_ip,
                        addresses=ClientAddress(settings.service.trusted_proxies))
-    app.add_middleware(MetricsMiddleware, metrics=metrics, templates=lambda: list(app.openapi()["paths"]))
+    app.add_middleware(MetricsMiddleware, metrics=metrics, routes=lambda: app.routes)
     return app

@@ -9,6 +9,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from rag.engine import Sanad
 from rag.settings import Settings
+from service.answering import Conversations
 from service.conversations import ConversationStore
 from service.errors import APIError
 from service.metrics import Metrics
@@ -32,6 +33,10 @@ def get_state(request: Request) -> ServiceState:
 
 
 StateDep = Annotated[ServiceState, Depends(get_state)]
+
+
+def get_chat(state: StateDep) -> Conversations:
+    return state.chat
 
 
 def get_engine(state: StateDep) -> Sanad:
@@ -61,6 +66,7 @@ def get_client(request: Request,
     return str(client) if client else "anonymous"
 
 
+ChatDep = Annotated[Conversations, Depends(get_chat)]
 EngineDep = Annotated[Sanad, Depends(get_engine)]
 ConversationsDep = Annotated[ConversationStore, Depends(get_conversations)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]

@@ -7,15 +7,16 @@ access (a client without a key is refused before its body is read), body limit.
 from __future__ import annotations
 
 import math
-import re
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import anyio
+from fastapi.routing import iter_route_contexts
 from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
-from starlette.routing import compile_path
+from starlette.routing import BaseRoute, Match, Mount
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.errors import error_response
@@ -24,31 +25,38 @@ from service.security import ApiKeys, ClientAddress, RateLimiter, is_limited, is
 
 
 class MetricsMiddleware:
-    """Counts and times every request by its route template (``/v1/sessions/{session_id}``, not the id)."""
+    """Counts and times every request by its route template (``/v1/sessions/{session_id}``, not the id).
 
-    def __init__(self, app: ASGIApp, metrics: Metrics, templates: Callable[[], Iterable[str]]) -> None:
+    The request is matched against the app's own routes (``routes``, e.g. ``lambda: app.routes``), so every
+    served route has its template: the API, ``/docs``, ``/openapi.json``, ``/`` and mounts
+    (``/static/{path}``), also when answered before routing (401, 413, 429). A 405 is named after the route
+    it was meant for; only paths no route serves are ``unmatched`` (never the raw path: bounded labels)."""
+
+    def __init__(self, app: ASGIApp, metrics: Metrics, routes: Callable[[], Sequence[BaseRoute]]) -> None:
         self.app = app
         self.metrics = metrics
-        self.templates = templates
-        self._patterns: list[tuple[re.Pattern[str], str]] | None = None
+        self.routes = routes
+        self._templates: list[tuple[Any, str]] | None = None
 
     def _label(self, scope: Scope) -> str:
-        route = scope.get("route")
-        path = getattr(route, "path", None)
-        if path:
-            return str(path)
-        # Answered before routing (401, 413, 429): name the route it was meant for.
-        if self._patterns is None:
-            self._patterns = [(compile_path(t)[0], t) for t in self.templates()]
-        for pattern, template in self._patterns:
-            if pattern.match(scope["path"]):
+        if self._templates is None:
+            # FastAPI's included routers flattened into their routes (with their prefixes).
+            self._templates = [(rc, _template(rc)) for rc in iter_route_contexts(self.routes())]
+        partial = None
+        for route, template in self._templates:
+            match, _ = route.matches(scope)
+            if match is Match.FULL:
                 return template
-        return "unmatched"
+            if match is Match.PARTIAL and partial is None:
+                partial = template
+        return partial or "unmatched"
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        # Routing rewrites the scope (a mount moves its prefix into root_path): match on the request as it came.
+        request = {k: scope[k] for k in ("type", "path", "root_path", "method", "headers") if k in scope}
         t0 = time.perf_counter()
         status = 500
 
@@ -61,7 +69,13 @@ class MetricsMiddleware:
         try:
             await self.app(scope, receive, send_wrapper)
         finally:
-            self.metrics.observe_request(scope["method"], self._label(scope), status, time.perf_counter() - t0)
+            self.metrics.observe_request(scope["method"], self._label(request), status, time.perf_counter() - t0)
+
+
+def _template(route: Any) -> str:
+    if isinstance(route.original_route, Mount):
+        return f"{route.path}/{{path}}"  # the mounted app's own paths are not labelled
+    return str(route.path_format or route.path)
 
 
 class AccessMiddleware:

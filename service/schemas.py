@@ -291,6 +291,9 @@ class ChatCompletionRequest(BaseModel):
     # Sanad extras (ignored by other servers).
     top_k: StrictInt | None = Field(default=None, ge=1, le=50)
     filters: Filters | None = None
+    sources: StrictBool | None = Field(default=None, description="End the content with a sources block "
+                                       "(default: SANAD_SERVICE__SOURCES_IN_CONTENT, on); false for clients that "
+                                       "read `citations`.")
 
 
 COMPLETION_EXAMPLES = {

@@ -10,6 +10,7 @@ from typing import Any
 from index.ingest import Indexer
 from rag.engine import Sanad
 from rag.settings import Settings
+from service.answering import Conversations
 from service.conversations import ConversationStore
 from service.metrics import Metrics
 
@@ -22,6 +23,11 @@ class ServiceState:
     metrics: Metrics
     # Index writes (add, replace, delete) one at a time: an article's chunks and record change together.
     write_lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @functools.cached_property
+    def chat(self) -> Conversations:
+        """The one path for a question (the chat routes, the OpenAI route and the Slack bot)."""
+        return Conversations(self.engine, self.conversations, self.settings, self.metrics)
 
     @functools.cached_property
     def indexer(self) -> Indexer:

@@ -139,10 +139,39 @@ def test_documents_json_lists_what_was_indexed(data_dir: Path) -> None:
 
 
 def test_long_titles_are_shortened_at_a_word_with_an_ellipsis() -> None:
-    from sanad.cli import shorten
+    from service.sources import shorten
 
     title = "توافق على تكثيف جهود تنفيذ المرحلة الثانية من اتفاق غزة خلال اجتماع القاهرة"
     short = shorten(title, 40)
     assert short.endswith("…") and len(short) <= 40
     assert title.startswith(short[:-1]) and title[len(short) - 1] == " "  # cut between words
     assert shorten("قصير") == "قصير"
+
+
+def test_ask_continues_the_last_conversation_with_c(data_dir: Path) -> None:
+    first = runner.invoke(app, ["ask", "--json", "من ترأس اجتماع القاهرة الطارئ عن مصر؟", "--data-dir", str(data_dir)])
+    assert first.exit_code == 0, first.stderr
+    session = json.loads(first.stdout)["session_id"]
+    follow = runner.invoke(app, ["ask", "--json", "-c", "ومن مثل تركيا فيه؟", "--data-dir", str(data_dir)])
+    assert follow.exit_code == 0, follow.stderr
+    answer = json.loads(follow.stdout)
+    assert answer["session_id"] == session and "كالين" in answer["answer"]
+    # --session picks a conversation by id; the server would see the same stored turns.
+    again = runner.invoke(app, ["ask", "--json", "--session", session, "ومتى عقد؟", "--data-dir", str(data_dir)])
+    assert again.exit_code == 0 and json.loads(again.stdout)["session_id"] == session
+
+    from service.conversations import ConversationStore
+
+    store = ConversationStore.open(data_dir, 200)
+    try:
+        asked = [t["content"] for t in (store.get(session) or {})["turns"] if t["role"] == "user"]
+    finally:
+        store.close()
+    assert asked == ["من ترأس اجتماع القاهرة الطارئ عن مصر؟", "ومن مثل تركيا فيه؟", "ومتى عقد؟"]
+
+
+def test_continuing_without_a_conversation_or_with_an_unknown_one_says_so(tmp_path: Path, data_dir: Path) -> None:
+    code, _, err = sanad("ask", "-c", "ومتى عقد؟", "--data-dir", str(tmp_path / "data"))
+    assert code == 2 and "no earlier conversation" in err
+    code, _, err = sanad("ask", "--session", "nope", "ومتى عقد؟", "--data-dir", str(data_dir))
+    assert code == 2 and "No conversation with id 'nope'" in err

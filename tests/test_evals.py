@@ -337,17 +337,14 @@ def test_model_judged_faithfulness_is_added_and_labelled(tmp_path: Path) -> None
 
 def test_eval_against_a_running_service_matches_in_process(tmp_path: Path) -> None:
     """``sanad eval --url`` asks a real server over HTTP and scores it exactly like the in-process run."""
-    import socket
-    import threading
-    import time
 
-    import uvicorn
 
     from evals.runner import DEFAULT_GOLD
     from index.ingest import Indexer
     from rag.engine import Sanad
     from rag.settings import LLMSettings, ServiceSettings, Settings
     from service.app import create_app
+    from tests.servers import serve
 
     seeds = Path(__file__).resolve().parents[1] / "seeds"
     gold_lines = DEFAULT_GOLD.read_text(encoding="utf-8").splitlines()
@@ -359,22 +356,11 @@ def test_eval_against_a_running_service_matches_in_process(tmp_path: Path) -> No
                                   service=ServiceSettings(rate_limit_per_minute=0))
     engine = Sanad.open(settings)
     Indexer(engine.store, engine.encoder, engine.embedder, settings.index).index_paths([seeds])
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    server = uvicorn.Server(uvicorn.Config(create_app(settings, engine=engine), log_level="warning"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    while not server.started:
-        assert thread.is_alive()
-        time.sleep(0.02)
     try:
-        url = f"http://127.0.0.1:{sock.getsockname()[1]}"
-        remote = CliRunner().invoke(app, ["eval", "--url", url, "--gold", str(gold_file),
-                                          "--report", str(tmp_path / "remote"), "--data-dir", str(tmp_path)])
+        with serve(create_app(settings, engine=engine), lifespan="on") as url:
+            remote = CliRunner().invoke(app, ["eval", "--url", url, "--gold", str(gold_file),
+                                              "--report", str(tmp_path / "remote"), "--data-dir", str(tmp_path)])
     finally:
-        server.should_exit = True
-        thread.join(timeout=10)
-        sock.close()
         engine.close()
     local = CliRunner().invoke(app, ["eval", "--gold", str(gold_file), "--corpus", str(seeds),
                                      "--report", str(tmp_path / "local"), "--data-dir", str(tmp_path)])

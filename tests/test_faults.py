@@ -33,7 +33,6 @@ from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from pydantic import SecretStr
@@ -44,11 +43,12 @@ from rag.engine import Sanad
 from rag.models import Turn
 from rag.settings import LLMSettings, QdrantSettings, ServiceSettings, Settings
 from service.app import create_app
-from service.cli import uvicorn_config
 from service.conversations import DB_NAME
+from service.server import uvicorn_config
 from tests.conftest import SEED_IDS, VECTOR_CACHE, index_seeds, read_seed
 from tests.fakes.openai_server import FakeOpenAI, run_fake_openai
 from tests.fakes.qdrant_server import FakeQdrant
+from tests.servers import free_port, serve
 from tests.sse import parse_sse
 
 CAIRO_MEETING = "003_046bdc7566d0cd7e"
@@ -66,12 +66,6 @@ START_TIMEOUT = 60.0
 
 
 # -- helpers -----------------------------------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def clean_env(**extra: str) -> dict[str, str]:
@@ -124,22 +118,9 @@ def assert_answer_is_whole(answer: dict[str, Any]) -> None:
 @contextlib.contextmanager
 def serving(app: FastAPI, settings: Settings) -> Iterator[str]:
     """``app`` on a real socket, with the uvicorn configuration ``sanad serve`` uses; yields its URL."""
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn_config(app, settings, "127.0.0.1", port, log_level="warning"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    try:
-        deadline = time.monotonic() + START_TIMEOUT
-        while not server.started:
-            assert thread.is_alive() and time.monotonic() < deadline, "the server did not start"
-            time.sleep(0.02)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=20)
-        sock.close()
+    config = uvicorn_config(app, settings, "127.0.0.1", 0, log_level="warning")
+    with serve(config=config, timeout=START_TIMEOUT, name="sanad") as url:
+        yield url
 
 
 # -- 1. indexing killed mid-way ------------------------------------------------------------------------------------

@@ -11,7 +11,6 @@ going away after open, and coming back on the same port.
 from __future__ import annotations
 
 import importlib.metadata
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -29,6 +28,7 @@ from rag.models import Article, SearchFilters
 from rag.settings import QdrantSettings, Settings
 from rag.store import StoreUnavailable
 from tests.fakes.qdrant_server import SERVER_VERSION, FakeQdrant
+from tests.servers import free_port
 
 SEEDS = Path(__file__).resolve().parents[1] / "seeds"
 SEED_IDS = sorted(p.stem for p in SEEDS.glob("*.txt"))
@@ -132,12 +132,6 @@ class Score(float):
 
 def ranking(engine: Sanad, query: str, **kw: Any) -> list[tuple[str, str, float]]:
     return [(p.doc_id, p.chunk_id, Score(p.score)) for p in engine.search(query, **kw)]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 # --------------------------------------------------------------------------- the fake itself

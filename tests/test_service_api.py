@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import socket
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,7 +17,9 @@ from rag.settings import LLMSettings, ServiceSettings, Settings
 from rag.store import StoreUnavailable
 from service.app import create_app
 from tests.fakes.openai_server import FakeOpenAI, run_fake_openai
+from tests.servers import free_port
 from tests.sse import parse_sse
+from tests.test_metrics import sample
 
 SEEDS = Path(__file__).resolve().parents[1] / "seeds"
 CAIRO_MEETING = "003_046bdc7566d0cd7e"
@@ -435,6 +436,52 @@ def test_openai_compatible_stream(client: TestClient) -> None:
     assert chunks[-1]["choices"] == [] and chunks[-1]["usage"]["completion_tokens"] > 0
 
 
+def test_openai_content_ends_with_sources_any_client_shows(client: TestClient) -> None:
+    body = {"model": "sanad", "messages": [{"role": "user", "content": Q_WHO}]}
+    reply = client.post("/v1/chat/completions", json=body).json()
+    content = reply["choices"][0]["message"]["content"]
+    answer, block = content.split("\n\nالمصادر:\n")  # an Arabic answer: an Arabic heading
+    assert answer == reply["sanad"]["answer"]
+    lines = block.split("\n")
+    assert len(lines) == len(reply["citations"])
+    for line, c in zip(lines, reply["citations"], strict=True):
+        assert line.startswith(f"[{c['n']}] ") and "«" in line
+        assert c["quote"][:30] in line  # the quoted sentence, shortened
+    assert reply["citations"]  # the structured field stays
+
+    streamed = client.post("/v1/chat/completions", json={**body, "stream": True})
+    chunks = [data for _, data in parse_sse(streamed.text)[:-1]]
+    assert "".join(c["choices"][0]["delta"].get("content", "") for c in chunks if c["choices"]) == content
+
+    english = client.post("/v1/chat/completions", json={"model": "sanad", "messages": [
+        {"role": "user", "content": "Who took part in the security meeting in Cairo?"}]}).json()
+    assert "\n\nSources:\n[1] " in english["choices"][0]["message"]["content"]
+
+    plain = client.post("/v1/chat/completions", json={**body, "sources": False}).json()
+    assert plain["choices"][0]["message"]["content"] == plain["sanad"]["answer"] and plain["citations"]
+
+    refused = client.post("/v1/chat/completions", json={"model": "sanad", "messages": [
+        {"role": "user", "content": Q_NOT_IN_SEEDS}]}).json()
+    assert refused["choices"][0]["message"]["content"] == refused["sanad"]["answer"]  # nothing to list
+
+    # A client sends the whole content back as history: the follow-up is understood as before.
+    follow = client.post("/v1/chat/completions", json={"model": "sanad", "messages": [
+        {"role": "user", "content": Q_WHO}, {"role": "assistant", "content": content},
+        {"role": "user", "content": Q_WHEN}]}).json()
+    assert CAIRO_MEETING in doc_ids(follow["citations"])
+    assert "المصادر" not in (follow["sanad"]["rewritten_question"] or "")
+
+
+def test_sources_block_can_be_turned_off_for_the_service(tmp_path: Path, seeded: Sanad) -> None:
+    settings = Settings.in_memory(tmp_path, service={"sources_in_content": False})
+    with TestClient(create_app(settings, seeded)) as c:
+        reply = c.post("/v1/chat/completions", json={"messages": [{"role": "user", "content": Q_WHO}]}).json()
+        assert reply["choices"][0]["message"]["content"] == reply["sanad"]["answer"] and reply["citations"]
+        on = c.post("/v1/chat/completions", json={"messages": [{"role": "user", "content": Q_WHO}],
+                                                  "sources": True}).json()
+        assert "\n\nالمصادر:\n[1] " in on["choices"][0]["message"]["content"]
+
+
 def test_openai_compatible_bad_requests(client: TestClient) -> None:
     url = "/v1/chat/completions"
     assert_error(client.post(url, json={"model": "sanad", "messages": []}), 422)
@@ -514,7 +561,7 @@ def test_rate_limit(tmp_path: Path, seeded: Sanad) -> None:
         assert c.get("/healthz").status_code == 200  # probes are not limited
         assert c.get("/v1/sessions").json()["error"]["code"] == "rate_limited"
         metrics = c.get("/metrics").text
-        assert 'sanad_http_requests_total{method="POST",route="/v1/chat",status="429"} 1' in metrics
+        assert sample(metrics, "sanad_http_requests_total", method="POST", route="/v1/chat", status="429") == 1
 
 
 # -- health, metrics, docs -------------------------------------------------------------------------
@@ -531,12 +578,13 @@ def test_readiness_metrics_and_docs(client: TestClient) -> None:
     assert refused["answerable"] is False
     client.post("/v1/chat", json={"question": ""})
     text = client.get("/metrics").text
-    assert 'sanad_http_requests_total{method="POST",route="/v1/chat",status="200"} 2' in text
-    assert 'sanad_http_requests_total{method="POST",route="/v1/chat",status="422"} 1' in text
-    assert "sanad_refusals_total 1" in text and "sanad_degraded_answers_total 0" in text
-    assert 'sanad_stage_duration_seconds_count{stage="retrieval"} 2' in text
-    assert 'sanad_http_request_duration_seconds_bucket{route="/v1/chat",le="+Inf"} 3' in text
-    assert "sanad_index_chunks " in text
+    assert sample(text, "sanad_http_requests_total", method="POST", route="/v1/chat", status="200") == 2
+    assert sample(text, "sanad_http_requests_total", method="POST", route="/v1/chat", status="422") == 1
+    assert sample(text, "sanad_refusals_total") == 1 and sample(text, "sanad_degraded_answers_total") == 0
+    assert sample(text, "sanad_stage_duration_seconds_count", stage="retrieval") == 2
+    assert sample(text, "sanad_http_request_duration_seconds_bucket", method="POST", route="/v1/chat",
+                  le="+Inf") == 3
+    assert (sample(text, "sanad_index_chunks") or 0) > 0 and sample(text, "sanad_index_documents") == 5
 
     spec = client.get("/openapi.json").json()
     assert {"/v1/chat", "/v1/chat/completions", "/v1/sessions/{session_id}", "/v1/documents",
@@ -612,7 +660,8 @@ def test_llm_failure_degrades_to_the_offline_answer(llm_client: tuple[TestClient
     assert CAIRO_MEETING in doc_ids(a["citations"])
     completion = c.post("/v1/chat/completions", json={"messages": [{"role": "user", "content": Q_WHO}]})
     assert completion.status_code == 200 and completion.json()["sanad"]["degraded"] is True
-    assert "sanad_degraded_answers_total 2" in c.get("/metrics").text
+    text = c.get("/metrics").text
+    assert sample(text, "sanad_degraded_answers_total") == 2 and sample(text, "sanad_llm_failures_total") == 2
 
 
 def test_llm_stream_dropped_midway_resets_to_the_offline_answer(llm_client: tuple[TestClient, FakeOpenAI]) -> None:
@@ -639,9 +688,7 @@ def test_llm_stream_dropped_midway_resets_to_the_offline_answer(llm_client: tupl
 
 
 def test_llm_unreachable_is_reported_and_answers_degrade(tmp_path: Path, seeded: Sanad) -> None:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]  # closed again: nothing listens there
+    port = free_port()  # nothing listens there
     settings = Settings.in_memory(tmp_path, llm=LLMSettings(base_url=f"http://127.0.0.1:{port}/v1",
                                                             api_key=SecretStr("x"), timeout=2))
     engine = open_seeded(settings)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -19,6 +18,7 @@ import pytest
 
 from rag.store import OWNER_FILE
 from tests.conftest import VECTOR_CACHE
+from tests.servers import free_port
 
 SEEDS = Path(__file__).resolve().parents[1] / "seeds"
 KEY = "test-key-7f3a"
@@ -26,12 +26,6 @@ CAIRO_MEETING = "003_046bdc7566d0cd7e"
 Q_WHO = "من شارك في الاجتماع الأمني الذي استضافته القاهرة؟"
 Q_WHEN = "ومتى عقد؟"
 START_TIMEOUT = 60.0
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _serve_command(data_dir: Path, port: int) -> list[str]:
@@ -66,7 +60,7 @@ class Server:
 
     def start(self) -> None:
         self.starts += 1
-        port = _free_port()
+        port = free_port()
         self.url = f"http://127.0.0.1:{port}"
         with self.log.open("wb") as log:
             self.proc = subprocess.Popen(_serve_command(self.data_dir, port), cwd=self.workdir, env=_env(),
@@ -113,7 +107,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
 @pytest.fixture(scope="module")
 def rival(server: Server) -> Iterator[subprocess.Popen[str]]:
     """A second server on the same data directory, started early so its start-up overlaps the other tests."""
-    proc = subprocess.Popen(_serve_command(server.data_dir, _free_port()), cwd=server.workdir, env=_env(),
+    proc = subprocess.Popen(_serve_command(server.data_dir, free_port()), cwd=server.workdir, env=_env(),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         yield proc
@@ -194,6 +188,7 @@ def _openai_checks(client: openai.OpenAI) -> None:
     resp = client.chat.completions.create(model="sanad", messages=[{"role": "user", "content": Q_WHO}])
     text = resp.choices[0].message.content or ""
     assert "[1]" in text and "مصر وقطر وتركيا" in text
+    assert "\n\nالمصادر:\n[1] " in text  # what [1] points at, in the content the SDK returns
     extra = resp.model_extra or {}
     assert CAIRO_MEETING in doc_ids(extra["citations"]) and extra["citations"][0]["quote"] in text
 
@@ -239,3 +234,76 @@ def test_conversation_survives_a_restart(server: Server, shared: dict[str, Any])
         again = http.post("/v1/chat", json={"question": "ومن مثل تركيا فيه؟", "session_id": session}).json()
         assert again["session_id"] == session and again["rewritten_question"]
         assert len(http.get(f"/v1/sessions/{session}").json()["turns"]) == 6
+
+
+# -- generic clients and the CLI beside the running server ------------------------------------------------------------
+
+
+def test_llm_cli_shows_the_sources_and_continues_the_conversation(server: Server, tmp_path: Path) -> None:
+    home = tmp_path / "llm"
+    home.mkdir()
+    (home / "extra-openai-models.yaml").write_text(
+        f'- model_id: sanad\n  model_name: sanad\n  api_base: "{server.url}/v1"\n  api_key_name: sanad\n')
+    (home / "keys.json").write_text(json.dumps({"sanad": KEY}))
+    env = {**os.environ, "LLM_USER_PATH": str(home)}
+    llm = [sys.executable, "-m", "llm"]
+
+    first = subprocess.run([*llm, "-m", "sanad", Q_WHO], env=env, capture_output=True, text=True, timeout=60)
+    assert first.returncode == 0, first.stderr
+    assert "[1]" in first.stdout and "المصادر:" in first.stdout
+    assert "اجتماع طارئ -القاهرة" in first.stdout  # the title of what [1] points at
+
+    follow = subprocess.run([*llm, "-c", Q_WHEN], env=env, capture_output=True, text=True, timeout=60)
+    assert follow.returncode == 0, follow.stderr
+    assert "المصادر:" in follow.stdout and "اجتماع طارئ -القاهرة" in follow.stdout
+
+    logs = subprocess.run([*llm, "logs", "--json", "-n", "2"], env=env, capture_output=True, text=True, timeout=60)
+    assert all("المصادر:" in r["response"] for r in json.loads(logs.stdout))
+
+
+def _cli(server: Server, *args: str, key: str | None = KEY) -> subprocess.CompletedProcess[str]:
+    env = _env()
+    env.pop("SANAD_API_KEYS")
+    if key is not None:
+        env["SANAD_API_KEY"] = key
+    return subprocess.run([sys.executable, "-m", "sanad.cli", *args, "--data-dir", str(server.data_dir)],
+                          cwd=server.workdir, env=env, capture_output=True, text=True, timeout=120)
+
+
+def test_the_cli_works_beside_the_running_server(server: Server, tmp_path: Path) -> None:
+    asked = _cli(server, "ask", "--json", Q_WHO)
+    assert asked.returncode == 0, asked.stderr
+    assert f"via the Sanad server at {server.url}" in asked.stderr
+    answer = json.loads(asked.stdout)
+    assert CAIRO_MEETING in doc_ids(answer["citations"]) and answer["session_id"]
+
+    follow = _cli(server, "ask", "--json", "-c", "ومن مثل تركيا فيه؟")
+    assert follow.returncode == 0, follow.stderr
+    again = json.loads(follow.stdout)
+    assert again["session_id"] == answer["session_id"] and "كالين" in again["answer"]
+    with server.client() as http:  # the server stored the conversation
+        turns = http.get(f"/v1/sessions/{answer['session_id']}").json()["turns"]
+        assert [t["content"] for t in turns if t["role"] == "user"] == [Q_WHO, "ومن مثل تركيا فيه؟"]
+
+    article = tmp_path / "riyadh-bridge.txt"
+    article.write_text("جسر جديد في الرياض\nافتتح وزير النقل جسرا معلقا جديدا يربط شرق الرياض بغربها.\n",
+                       encoding="utf-8")
+    indexed = _cli(server, "index", str(article))
+    assert indexed.returncode == 0, indexed.stderr
+    assert "1 documents (1 added, 0 updated, 0 unchanged)" in indexed.stdout
+    listed = _cli(server, "documents", "--json")
+    assert listed.returncode == 0, listed.stderr
+    assert "riyadh-bridge" in [d["doc_id"] for d in json.loads(listed.stdout)]
+    bridge = json.loads(_cli(server, "ask", "--json", "ماذا افتتح وزير النقل في الرياض؟").stdout)
+    assert bridge["citations"][0]["doc_id"] == "riyadh-bridge"
+
+    refused = _cli(server, "documents", key="wrong-key")
+    assert refused.returncode == 2 and "401" in refused.stderr and "SANAD_API_KEY" in refused.stderr
+    rebuild = _cli(server, "index", "--rebuild", str(article))
+    assert rebuild.returncode == 2 and "stop it to rebuild" in " ".join(rebuild.stderr.split())
+
+
+def test_the_release_eval_runs_beside_the_server(server: Server) -> None:
+    evaluated = _cli(server, "eval", "--limit", "2", "--report", str(server.workdir / "eval-report"))
+    assert evaluated.returncode == 0, evaluated.stderr
+    assert (server.workdir / "eval-report" / "report.md").is_file()

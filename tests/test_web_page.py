@@ -5,16 +5,15 @@ served by uvicorn on 127.0.0.1 with the seed articles indexed in memory.
 Playwright comes with the ``dev`` extra; chromium with ``scripts/install-browser.sh``
 (which also installs Playwright). Skipped, with the reason, when either is missing.
 
-Screenshots go to ``artifacts/web-chat*.png``.
+Screenshots go to ``artifacts/web-chat*.png``; the mixed-direction answer (English quoting Arabic) also to
+``/tmp/sanad-mixed-direction.png``.
 """
 
 from __future__ import annotations
 
 import importlib.util
 import json
-import socket
-import threading
-import time
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -53,12 +52,12 @@ pytestmark = [
 @pytest.fixture(scope="module")
 def base_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """The real service with the seeds indexed, on a free port of 127.0.0.1."""
-    import uvicorn
 
     from index.ingest import Indexer
     from rag.engine import Sanad
     from rag.settings import LLMSettings, Settings
     from service.app import create_app
+    from tests.servers import serve
 
     # Explicit overrides beat SANAD_* variables and .env: offline answerer, open API.
     settings = Settings.in_memory(tmp_path_factory.mktemp("web"), llm=LLMSettings(), api_keys="")
@@ -67,24 +66,10 @@ def base_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     assert summary.documents > 0, "no seed articles indexed"
     app = create_app(settings, engine=engine)
 
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert thread.is_alive(), "uvicorn exited during startup"
-        assert time.monotonic() < deadline, "uvicorn did not start within 10 s"
-        time.sleep(0.02)
     try:
-        yield f"http://127.0.0.1:{port}"
+        with serve(app, lifespan="on", name="sanad-web") as url:
+            yield url
     finally:
-        server.should_exit = True
-        thread.join(timeout=10)
-        sock.close()
         engine.close()
 
 
@@ -398,3 +383,296 @@ def test_api_docs_render_offline_from_the_app_alone(browser: Any, base_url: str,
         context.close()
     assert hosts and all(h.startswith("127.0.0.1:") for h in hosts if not h.startswith(("data:", "blob:"))), hosts
     assert sorted(remote) == sorted(refused), (remote, refused)
+
+
+# -- mixed direction and citation metadata ------------------------------------------
+
+QUOTED = re.compile(r"«[^«»]*»")
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+MIXED_SCREENSHOT = Path("/tmp/sanad-mixed-direction.png")
+
+# Where the first quote of an answer and what follows it are drawn (CSS pixels). The quote is an inline <bdi>;
+# ``lines`` are its boxes merged per line, top to bottom (a line may hold several bidi runs of it);
+# ``close``/``open`` are the rects of its closing » and opening « characters.
+QUOTE_GEOMETRY_JS = """(bubble) => {
+    const box = (r) => ({ left: r.left, right: r.right, top: r.top, bottom: r.bottom });
+    const charRect = (node, i) => {
+        const range = document.createRange();
+        range.setStart(node, i);
+        range.setEnd(node, i + 1);
+        return box(range.getBoundingClientRect());
+    };
+    const q = bubble.querySelector("bdi");
+    const lines = [];
+    for (const r of Array.from(q.getClientRects()).filter((r) => r.width > 0).map(box)) {
+        const l = lines.find((l) => r.top < l.bottom && l.top < r.bottom);
+        if (!l) { lines.push(r); continue; }
+        l.left = Math.min(l.left, r.left); l.right = Math.max(l.right, r.right);
+        l.top = Math.min(l.top, r.top); l.bottom = Math.max(l.bottom, r.bottom);
+    }
+    lines.sort((a, b) => a.top - b.top);
+    const first = q.firstChild, last = q.lastChild;
+    const before = q.previousSibling;
+    let after = q.nextSibling;  // the text right after the quote, if any (e.g. "." or " ")
+    let marker = q.nextElementSibling;
+    const beforeRange = document.createRange();
+    if (before) beforeRange.selectNodeContents(before);
+    return {
+        bubble: box(bubble.getBoundingClientRect()),
+        lines,
+        open: charRect(first, 0),
+        close: charRect(last, last.textContent.length - 1),
+        before: before ? box(beforeRange.getBoundingClientRect()) : null,
+        afterText: after && after.nodeType === Node.TEXT_NODE ? after.textContent : null,
+        after: after && after.nodeType === Node.TEXT_NODE && after.textContent.trim()
+            ? charRect(after, after.textContent.search(/\\S/)) : null,
+        marker: marker && marker.classList.contains("cite")
+            ? { n: marker.dataset.n, ...box(marker.getBoundingClientRect()) } : null,
+        direction: getComputedStyle(q).direction,
+    };
+}"""
+
+# Every text node holding a guillemet lies inside a direction-isolated element (a <bdi> or dir=auto).
+UNISOLATED_MARKS_JS = """(bubble) => {
+    const out = [];
+    const walker = document.createTreeWalker(bubble, NodeFilter.SHOW_TEXT);
+    for (let n = walker.nextNode(); n; n = walker.nextNode()) {
+        if (!/[«»]/.test(n.textContent)) continue;
+        const iso = n.parentElement.closest('bdi, [dir="auto"]');
+        if (!iso || iso === bubble || !bubble.contains(iso)) out.push(n.textContent);
+    }
+    return out;
+}"""
+
+
+def assert_png(path: Path) -> None:
+    data = path.read_bytes()
+    assert len(data) > 100 and data.startswith(PNG_SIGNATURE), path
+    width, height = int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+    assert width > 0 and height > 0, (width, height)
+
+
+def inside(inner: dict[str, float], outer: dict[str, float], slack: float = 1.0) -> bool:
+    return (inner["left"] >= outer["left"] - slack and inner["right"] <= outer["right"] + slack
+            and inner["top"] >= outer["top"] - slack and inner["bottom"] <= outer["bottom"] + slack)
+
+
+def same_line(a: dict[str, float], b: dict[str, float]) -> bool:
+    return a["top"] < b["bottom"] and b["top"] < a["bottom"]
+
+
+def ask(page: Any, question: str) -> tuple[Any, dict[str, Any]]:
+    """Ask on the page with Enter; the rendered assistant message and the final answer object it got."""
+    page.fill("#question", question)
+    with page.expect_response(is_chat) as info:
+        page.press("#question", "Enter")
+    assert info.value.status == 200, info.value.text()
+    msg = wait_answered(page)
+    return msg, dict(sse_events(info.value.body()))["answer"]
+
+
+def test_mixed_direction_answer_isolates_quotes(page: Any, tmp_path: Path) -> None:
+    """An English answer quoting Arabic: each «…» is its own direction-isolated <bdi>, the answer is
+    left-to-right by its language, the closing » sits next to the quote's last word and [1] follows the quote."""
+    page.set_viewport_size(DESKTOP)
+    page.goto("/")
+    msg, answer = ask(page, "Who attended the security meeting in Cairo?")
+    assert answer["answerable"] and answer["language"] == "en" and answer["citations"], answer
+    quotes = QUOTED.findall(answer["answer"])
+    assert quotes, answer["answer"]
+
+    bubble = msg.locator('[data-testid="answer"]')
+    assert bubble.get_attribute("dir") == "ltr" and bubble.get_attribute("lang") == "en"
+    assert bubble.evaluate("b => getComputedStyle(b).direction") == "ltr"
+    assert bubble.text_content() == answer["answer"]  # wrapping changed no text
+    isolated = bubble.locator("bdi")
+    assert isolated.all_text_contents() == quotes
+    assert bubble.evaluate(UNISOLATED_MARKS_JS) == []
+    for i in range(isolated.count()):  # Arabic quotes read right to left inside the English answer
+        assert isolated.nth(i).evaluate("q => getComputedStyle(q).direction") == "rtl"
+
+    # The [n] markers still are buttons, outside the quotes, and open their citation.
+    markers = bubble.locator(".cite")
+    assert markers.count() == len(re.findall(r"\[\d+\]", answer["answer"]))
+    assert isolated.locator(".cite").count() == 0
+    markers.first.click()
+    panel = page.locator('[data-testid="citation-panel"]')
+    panel.wait_for(state="visible")
+    assert panel.locator("#panel-title").text_content() == answer["citations"][0]["title"]
+    assert panel.locator('mark[data-testid="quote"]').get_attribute("dir") == "auto"
+    page.keyboard.press("Escape")
+    panel.wait_for(state="hidden")
+
+    # The seed articles have no outlet, date or link: nothing extra, no "undefined", no stray separators.
+    sources = msg.locator(".sources")
+    assert sources.locator(".src").count() == len(answer["citations"])
+    assert sources.locator(".info, a, .sep").count() == 0
+    assert "undefined" not in (sources.text_content() or "") and "null" not in (sources.text_content() or "")
+
+    # Geometry of the first quote: drawn inside the answer; its opening « at the right end of its first line
+    # and its closing » at the left end of its last line (right to left); the text before it on its left,
+    # the [1] after it on its right, on the same line.
+    g = bubble.evaluate(QUOTE_GEOMETRY_JS)
+    assert g["direction"] == "rtl" and g["lines"], g
+    first, last = g["lines"][0], g["lines"][-1]
+    assert all(inside(r, g["bubble"]) for r in g["lines"]), g
+    # (the space a line breaks at stays in the quote's box there: at the line's end, so up to a space's width)
+    assert inside(g["open"], first) and first["right"] - g["open"]["right"] <= 8, g
+    assert inside(g["close"], last) and g["close"]["left"] - last["left"] <= 2, g
+    assert g["before"] and same_line(g["before"], first) and g["before"]["right"] <= first["left"] + 1, g
+    marker = g["marker"]
+    assert marker and marker["n"] == "1", g
+    assert same_line(marker, last) and marker["left"] >= last["right"] - 1, g
+    assert marker["left"] >= g["close"]["right"], g
+
+    shot = tmp_path / "mixed-direction.png"
+    msg.screenshot(path=str(shot))
+    assert_png(shot)
+    page.screenshot(path=str(MIXED_SCREENSHOT))
+    assert_png(MIXED_SCREENSHOT)
+
+    # The Arabic question: the answer is right to left by its language.
+    msg, answer = ask(page, QUESTION)
+    assert answer["language"] == "ar"
+    bubble = msg.locator('[data-testid="answer"]')
+    assert bubble.get_attribute("dir") == "rtl" and bubble.get_attribute("lang") == "ar"
+    assert bubble.evaluate("b => getComputedStyle(b).direction") == "rtl"
+    assert bubble.locator("bdi").all_text_contents() == QUOTED.findall(answer["answer"])
+    assert bubble.evaluate(UNISOLATED_MARKS_JS) == []
+
+
+def test_citation_shows_article_outlet_date_and_link(page: Any) -> None:
+    """Articles indexed through the API with an outlet, a date and a link: the cited source shows them, the link
+    opens the article in a new tab without an opener; a javascript: address never becomes a link."""
+    good = {"id": "web-meta-alexandria", "title": "Port of Alexandria opens new grain terminal",
+            "text": "Port of Alexandria opens new grain terminal\nThe Port of Alexandria opened a new grain terminal "
+                    "on Wednesday. The terminal can store 300,000 tonnes of wheat.",
+            "date": "2025-12-03", "source": "Al-Ahram Weekly", "url": "https://example.com/news/grain?id=7&lang=en"}
+    bad = {"id": "web-meta-suez", "title": "Suez lighthouse repainted",
+           "text": "Suez lighthouse repainted\nThe old Suez lighthouse was repainted bright red on Thursday "
+                   "by the harbour workers.",
+           "date": "2025-12-04", "source": "Harbour Gazette", "url": "javascript:alert(1)"}
+    page.goto("/")
+    added: list[str] = []
+    try:
+        r = page.request.post("/v1/documents", data=good)
+        assert r.status == 201, r.text()
+        added.append(good["id"])
+        r = page.request.post("/v1/documents", data=bad)
+        # The API may keep such an address as data or refuse it; either way the page must never link it.
+        assert r.status in (201, 422), r.text()
+        if r.status == 201:
+            added.append(bad["id"])
+
+        msg, answer = ask(page, "How much wheat can the new grain terminal in Alexandria store?")
+        cited = [c for c in answer["citations"] if c["doc_id"] == good["id"]]
+        assert cited, answer
+        c = cited[0]
+        assert (c["source"], c["date"], c["url"]) == (good["source"], good["date"], good["url"])
+        item = msg.locator(f'.sources .src[data-n="{c["n"]}"]')
+        assert item.locator('[data-testid="source-outlet"]').text_content() == good["source"]
+        date = item.locator('[data-testid="source-date"]')
+        assert date.text_content() == good["date"] and date.get_attribute("datetime") == good["date"]
+        link = item.locator("a")
+        assert link.count() == 1
+        assert link.get_attribute("href") == good["url"]
+        assert link.get_attribute("target") == "_blank"
+        assert set((link.get_attribute("rel") or "").split()) == {"noopener", "noreferrer"}
+        assert "example.com" in (link.text_content() or "")
+        assert item.locator(".sep").count() == 2
+        assert "undefined" not in (item.text_content() or "")
+        assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
+
+        # The citation panel shows them too.
+        item.locator(".source").click()
+        panel = page.locator('[data-testid="citation-panel"]')
+        panel.wait_for(state="visible")
+        info = panel.locator('[data-testid="panel-info"]')
+        assert info.locator('[data-testid="source-outlet"]').text_content() == good["source"]
+        assert info.locator("a").get_attribute("href") == good["url"]
+        page.keyboard.press("Escape")
+        panel.wait_for(state="hidden")
+
+        if bad["id"] in added:
+            msg, answer = ask(page, "What colour was the Suez lighthouse repainted?")
+            cited = [c for c in answer["citations"] if c["doc_id"] == bad["id"]]
+            assert cited, answer
+            item = msg.locator(f'.sources .src[data-n="{cited[0]["n"]}"]')
+            assert item.locator('[data-testid="source-outlet"]').text_content() == bad["source"]
+            assert item.locator('[data-testid="source-date"]').text_content() == bad["date"]
+            assert item.locator("a").count() == 0 and item.locator(".sep").count() == 1
+            assert page.locator('a[href^="javascript:" i]').count() == 0
+    finally:
+        for doc_id in added:
+            page.request.delete(f"/v1/documents/{doc_id}")
+
+
+def test_citation_metadata_and_quotes_stay_safe(page: Any) -> None:
+    """Mocked API: outlet/date/link shown only when present, links only for http(s), hostile text stays text,
+    and the issue's example lays out in order: «Arabic quote», then ".", then [1] (desktop width, one line)."""
+    hostile = '<img src=x onerror="window.__xss=1">'
+    base = {"doc_id": "d", "chunk_id": "c", "text": "استضافت القاهرة اجتماعًا أمنيًا.", "start": 0, "end": 10,
+            "quote": "استضافت القاهرة اجتماعًا أمنيًا."}
+    cites = [
+        {**base, "n": 1, "title": "اجتماع القاهرة", "source": "Ahram", "date": "2025-11-25T08:30:00Z",
+         "url": "http://ahram.example/cairo"},
+        {**base, "n": 2, "title": "Only an outlet", "source": f"Outlet {hostile}"},
+        {**base, "n": 3, "title": "Only a date", "date": "2025-11-26", "url": "javascript:alert(1)"},
+        {**base, "n": 4, "title": "Nothing", "source": "", "date": None, "url": " JavaScript:alert(1)"},
+        {**base, "n": 5, "title": "No scheme", "url": "//evil.example/x"},
+        {**base, "n": 6, "title": "Data", "url": "data:text/html,<script>window.__xss=1</script>"},
+    ]
+    final = f"The articles (in Arabic) say: «استضافت القاهرة اجتماعًا أمنيًا». [1] Also: «{hostile}» [2][3][4][5][6]"
+
+    def handler(route: Any) -> None:
+        route.fulfill(status=200, content_type="text/event-stream", body=_sse(
+            ("passages", cites), ("delta", {"text": "The articles (in Arabic) say: «استضافت القاهرة"}),
+            ("delta", {"text": final[len("The articles (in Arabic) say: «استضافت القاهرة"):]}),
+            ("answer", {"answer": final, "language": "en", "answerable": True, "citations": cites,
+                        "session_id": "s1", "rewritten_question": None, "degraded": False,
+                        "answerer": "extractive"}),
+            ("done", None)))
+
+    page.route("**/v1/chat", handler)
+    page.set_viewport_size(DESKTOP)
+    page.goto("/")
+    page.fill("#question", "mixed")
+    page.press("#question", "Enter")
+    msg = wait_answered(page)
+    bubble = msg.locator('[data-testid="answer"]')
+    assert bubble.text_content() == final
+    assert bubble.get_attribute("dir") == "ltr"
+    assert bubble.locator("bdi").all_text_contents() == ["«استضافت القاهرة اجتماعًا أمنيًا»", f"«{hostile}»"]
+    assert bubble.evaluate(UNISOLATED_MARKS_JS) == []
+    assert bubble.locator(".cite").count() == 6
+    assert page.locator("img, script:not([src])").count() == 1  # only the page's own script
+    assert page.evaluate("window.__xss") is None
+
+    g = bubble.evaluate(QUOTE_GEOMETRY_JS)
+    assert len(g["lines"]) == 1, g
+    (line,) = g["lines"]
+    assert g["direction"] == "rtl" and inside(line, g["bubble"]), g
+    assert g["close"]["left"] < g["open"]["left"], g  # right to left inside the quote
+    assert g["before"]["right"] <= line["left"] + 1, g  # "… say: " then the quote
+    assert g["afterText"] == ". " and g["after"]["left"] >= line["right"] - 1, g  # then the "."
+    assert g["marker"]["n"] == "1" and g["marker"]["left"] >= g["after"]["right"], g  # then [1]
+
+    items = msg.locator(".sources .src")
+    assert items.count() == 6
+    one = items.nth(0)
+    assert one.locator('[data-testid="source-outlet"]').text_content() == "Ahram"
+    assert one.locator("time").text_content() == "2025-11-25"
+    assert one.locator("time").get_attribute("datetime") == "2025-11-25"
+    assert one.locator("a").get_attribute("href") == "http://ahram.example/cairo"
+    assert one.locator(".sep").count() == 2
+    two = items.nth(1)
+    assert two.locator(".info").text_content() == f"Outlet {hostile}"
+    assert two.locator(".sep, time, a").count() == 0
+    three = items.nth(2)
+    assert three.locator(".info").text_content() == "2025-11-26"
+    assert three.locator(".sep, a, .outlet").count() == 0
+    for i in (3, 4, 5):  # no outlet, no date, and no usable link: nothing at all
+        assert items.nth(i).locator(".info").count() == 0
+        assert items.nth(i).text_content() == f"{i + 1}{cites[i]['title']}"
+    assert msg.locator("a").count() == 1
+    assert "undefined" not in (msg.text_content() or "")

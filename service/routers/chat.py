@@ -3,21 +3,18 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
-from typing import Annotated
+from collections.abc import AsyncIterator, Iterator
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Body
 from fastapi.responses import StreamingResponse
-from starlette.concurrency import run_in_threadpool
 
-from rag.engine import Sanad, Timings
-from rag.models import Answer, SearchFilters, Turn
+from rag.engine import Event
+from rag.models import Answer, SearchFilters
 from service import answering, sse
-from service.conversations import ConversationStore
-from service.deps import ConversationsDep, EngineDep, MetricsDep, SettingsDep, authenticated
+from service.deps import ChatDep, authenticated
 from service.errors import classify, error_body
 from service.jsonbody import StrictJSONRoute
-from service.metrics import Metrics
 from service.schemas import ANSWER_EXAMPLES, CHAT_EXAMPLES, SSE_EXAMPLE, ChatRequest, error_responses
 
 log = logging.getLogger("sanad.service")
@@ -41,47 +38,31 @@ router = APIRouter(prefix="/v1", tags=["chat"], dependencies=authenticated, rout
         **error_responses(400, 401, 404, 413, 422, 429, 503),
     },
 )
-async def chat(body: Annotated[ChatRequest, Body(openapi_examples=CHAT_EXAMPLES)], engine: EngineDep,
-               conversations: ConversationsDep, settings: SettingsDep,
-               metrics: MetricsDep) -> Answer | StreamingResponse:
+async def chat(body: Annotated[ChatRequest, Body(openapi_examples=CHAT_EXAMPLES)], chat: ChatDep) -> Any:
     """Answers from the indexed articles with cited quotes.
 
     Without `session_id` a new conversation starts; its id is in the answer. A follow-up is rewritten
     into a standalone question before retrieval (reported as `rewritten_question`).
     """
-    question = answering.check_question(body.question, settings)
-    session_id, history = await answering.open_session(conversations, body.session_id, settings)
+    question = await answering.run(chat.prepare, body.question, body.session_id)
     filters = SearchFilters(**body.filters.model_dump()) if body.filters else None
     if body.stream:
-        events = _events(engine, conversations, metrics, question, session_id, history, body.top_k, filters)
+        events = _events(chat.stream(question, body.top_k, filters, endpoint="chat"))
         return StreamingResponse(events, media_type=sse.MEDIA_TYPE, headers=sse.HEADERS)
-    answer, timings = await answering.ask(engine, question, history, body.top_k, filters)
-    answer = answer.model_copy(update={"session_id": session_id})
-    await run_in_threadpool(conversations.append_exchange, session_id, question, answer)
-    metrics.observe_answer(answer, timings.retrieval_ms, timings.answer_ms, "chat")
-    return answer
+    return await answering.run(chat.answer, question, body.top_k, filters, endpoint="chat")
 
 
-async def _events(engine: Sanad, conversations: ConversationStore, metrics: Metrics,
-                  question: str, session_id: str, history: list[Turn], top_k: int | None,
-                  filters: SearchFilters | None) -> AsyncIterator[str]:
-    final: Answer | None = None
-    timings = Timings()
+async def _events(events: Iterator[Event]) -> AsyncIterator[str]:
     try:
-        async for ev in answering.stream(engine, question, history, top_k, filters):
+        async for ev in answering.stream_async(events):
             if ev.kind == "passages":
                 yield sse.event("passages", [c.model_dump(mode="json") for c in ev.data])
             elif ev.kind == "delta":
                 yield sse.event("delta", {"text": ev.data})
             elif ev.kind == "reset":
                 yield sse.event("reset", {})
-            elif ev.kind == "timings":
-                timings = ev.data
-            elif ev.kind == "answer":
-                final = ev.data.model_copy(update={"session_id": session_id})
-                # Stored before the client hears of it: a GET right after the stream sees the turn.
-                await run_in_threadpool(conversations.append_exchange, session_id, question, final)
-                yield sse.event("answer", final.model_dump(mode="json"))
+            elif ev.kind == "answer":  # already stored: a GET right after the stream sees the turn
+                yield sse.event("answer", ev.data.model_dump(mode="json"))
     except Exception as exc:
         status, code, message = classify(exc)
         if status >= 500 and code == "internal_error":
@@ -90,6 +71,4 @@ async def _events(engine: Sanad, conversations: ConversationStore, metrics: Metr
             log.error("chat stream failed: %s", exc)
         yield sse.event("error", error_body(code, message))
         return
-    if final is not None:
-        metrics.observe_answer(final, timings.retrieval_ms, timings.answer_ms, "chat")
     yield sse.event("done", {})

@@ -20,6 +20,7 @@ from starlette.datastructures import UploadFile
 
 from index.readers import SUPPORTED, Skipped, read_path
 from rag.models import Article
+from rag.store import public_record
 from service import jsonbody
 from service.deps import MetricsDep, StateDep, authenticated
 from service.errors import APIError
@@ -184,8 +185,7 @@ async def add_document(request: Request, response: Response, state: StateDep, me
             responses=error_responses(401, 429, 503))
 async def list_documents(state: StateDep) -> DocumentList:
     records = await run_in_threadpool(state.engine.store.list_documents)
-    docs = [DocumentInfo.model_validate({k: v for k, v in r.items() if k not in ("kind", "content_hash")})
-            for r in records]
+    docs = [DocumentInfo.model_validate(public_record(r)) for r in records]
     return DocumentList(documents=docs, total=len(docs))
 
 

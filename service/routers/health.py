@@ -9,6 +9,7 @@ import anyio
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
+from rag.store import PassageStore
 from service.deps import MetricsDep, authenticated
 from service.metrics import CONTENT_TYPE
 from service.state import ServiceState
@@ -85,14 +86,21 @@ async def readyz(request: Request) -> JSONResponse:
     return JSONResponse(body)
 
 
+def _index_size(store: PassageStore) -> tuple[int, int]:
+    return store.count_documents(), store.count_chunks()
+
+
 @router.get("/metrics", summary="Prometheus metrics", dependencies=authenticated,
             response_class=Response, responses={200: {"content": {CONTENT_TYPE: {}}}})
 async def metrics(request: Request, metrics: MetricsDep) -> Response:
+    # Read at scrape time; absent while starting, and the index size absent while the store is down.
     gauges: dict[str, tuple[str, float]] = {}
     state: ServiceState | None = getattr(request.app.state, "sanad", None)
     if state is not None:
+        store = state.engine.store
         try:
-            chunks = await _run(state.engine.store.count_chunks, STORE_TIMEOUT)
+            documents, chunks = await _run(lambda: _index_size(store), STORE_TIMEOUT)
+            gauges["sanad_index_documents"] = ("Documents in the index.", float(documents))
             gauges["sanad_index_chunks"] = ("Chunks in the index.", float(chunks))
         except Exception:
             gauges["sanad_store_up"] = ("1 if the store answered the last scrape.", 0.0)

@@ -2,7 +2,9 @@
 
 The last user message is the question; earlier user/assistant messages are the
 conversation (system messages are ignored). Citations come as ``[n]`` markers
-in the text and in an extra top-level ``citations`` field (streaming: on the
+in the text, in a sources block ending the text (``service/sources.py``; off with
+``"sources": false`` or ``SANAD_SERVICE__SOURCES_IN_CONTENT=false``), and in an extra
+top-level ``citations`` field (streaming: on the
 first chunk the retrieved passages, on the last one the answer's citations).
 The extra ``sanad`` field is the whole answer object (as ``POST /v1/chat``
 returns it, without a session). Nothing is stored: the client holds the
@@ -14,20 +16,20 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body
 from fastapi.responses import JSONResponse, StreamingResponse
 
-from rag.engine import Sanad, Timings
+from rag.engine import Event
 from rag.models import Answer, SearchFilters, Turn
 from service import answering, sse
-from service.deps import EngineDep, MetricsDep, SettingsDep, authenticated
+from service.deps import ChatDep, SettingsDep, authenticated
 from service.errors import APIError, classify, error_body
 from service.jsonbody import StrictJSONRoute
-from service.metrics import Metrics
 from service.schemas import AR_ANSWER, COMPLETION_EXAMPLES, ChatCompletionRequest, error_responses
+from service.sources import sources_block, strip_sources
 
 log = logging.getLogger("sanad.service")
 
@@ -81,37 +83,36 @@ _COMPLETION_EXAMPLE = {
     },
 )
 async def chat_completions(body: Annotated[ChatCompletionRequest, Body(openapi_examples=COMPLETION_EXAMPLES)],
-                           engine: EngineDep, settings: SettingsDep, metrics: MetricsDep) -> Any:
+                           chat: ChatDep, settings: SettingsDep) -> Any:
     last = body.messages[-1]
     if last.role != "user":
         raise APIError(422, "validation_error", "messages: the last message must be the user's question.")
-    question = answering.check_question(last.text(), settings)
-    history = [Turn(role=m.role, content=m.text()) for m in body.messages[:-1]  # type: ignore[arg-type]
-               if m.role in ("user", "assistant") and m.text().strip()]
-    keep = settings.service.history_turns
-    history = history[-keep:] if keep else []
+    history = [Turn(role=m.role, content=strip_sources(m.text()))  # type: ignore[arg-type]
+               for m in body.messages[:-1] if m.role in ("user", "assistant") and m.text().strip()]
+    question = await answering.run(chat.prepare, last.text(), history=history)
     filters = SearchFilters(**body.filters.model_dump()) if body.filters else None
     model = body.model or MODEL_ID
     texts = [m.text() for m in body.messages]
+    sources = settings.service.sources_in_content if body.sources is None else body.sources
     if body.stream:
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
-        chunks = _chunks(engine, metrics, model, question, history, body.top_k, filters, texts, include_usage)
-        return StreamingResponse(chunks, media_type=sse.MEDIA_TYPE, headers=sse.HEADERS)
-    answer, timings = await answering.ask(engine, question, history, body.top_k, filters)
-    metrics.observe_answer(answer, timings.retrieval_ms, timings.answer_ms, "openai")
+        events = chat.stream(question, body.top_k, filters, endpoint="openai")
+        return StreamingResponse(_chunks(events, model, texts, include_usage, sources), media_type=sse.MEDIA_TYPE,
+                                 headers=sse.HEADERS)
+    answer = await answering.run(chat.answer, question, body.top_k, filters, endpoint="openai")
+    content = answer.answer + (sources_block(answer) if sources else "")
     return JSONResponse({
         "id": f"chatcmpl-{uuid.uuid4().hex}", "object": "chat.completion", "created": int(time.time()),
         "model": model,
-        "choices": [{"index": 0, "message": {"role": "assistant", "content": answer.answer}, "logprobs": None,
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "logprobs": None,
                      "finish_reason": "stop"}],
-        "usage": _usage(texts, answer.answer),
+        "usage": _usage(texts, content),
         **_extras(answer),
     })
 
 
-async def _chunks(engine: Sanad, metrics: Metrics, model: str, question: str, history: list[Turn],
-                  top_k: int | None, filters: SearchFilters | None, texts: list[str],
-                  include_usage: bool) -> AsyncIterator[str]:
+async def _chunks(events: Iterator[Event], model: str, texts: list[str], include_usage: bool,
+                  sources: bool) -> AsyncIterator[str]:
     cid, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
 
     def chunk(delta: dict[str, Any], finish: str | None = None, **extra: Any) -> str:
@@ -120,10 +121,9 @@ async def _chunks(engine: Sanad, metrics: Metrics, model: str, question: str, hi
                               **extra})
 
     final: Answer | None = None
-    timings = Timings()
     started = False
     try:
-        async for ev in answering.stream(engine, question, history, top_k, filters):
+        async for ev in answering.stream_async(events):
             if ev.kind == "passages" and not started:
                 started = True
                 yield chunk({"role": "assistant", "content": ""},
@@ -137,8 +137,6 @@ async def _chunks(engine: Sanad, metrics: Metrics, model: str, question: str, hi
                 # The protocol cannot take text back: the offline answer follows after a blank line,
                 # and the last chunk carries the authoritative citations.
                 yield chunk({"content": "\n\n"}, sanad={"reset": True})
-            elif ev.kind == "timings":
-                timings = ev.data
             elif ev.kind == "answer":
                 final = ev.data
     except Exception as exc:
@@ -148,9 +146,11 @@ async def _chunks(engine: Sanad, metrics: Metrics, model: str, question: str, hi
         yield sse.data_only("[DONE]")
         return
     if final is not None:
-        metrics.observe_answer(final, timings.retrieval_ms, timings.answer_ms, "openai")
+        block = sources_block(final) if sources else ""
+        if block:
+            yield chunk({"content": block})
         yield chunk({}, "stop", **_extras(final))
         if include_usage:
             yield sse.data_only({"id": cid, "object": "chat.completion.chunk", "created": created, "model": model,
-                                 "choices": [], "usage": _usage(texts, final.answer)})
+                                 "choices": [], "usage": _usage(texts, final.answer + block)})
     yield sse.data_only("[DONE]")

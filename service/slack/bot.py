@@ -44,7 +44,9 @@ from rag.engine import Sanad
 from rag.models import Answer, Language
 from rag.settings import Settings
 from rag.text import detect_language
+from service.answering import Conversations
 from service.conversations import ConversationStore
+from service.errors import APIError
 from service.slack.format import (
     FEEDBACK_DOWN,
     FEEDBACK_UP,
@@ -167,13 +169,23 @@ class SlackBot:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    def _components(self) -> tuple[Sanad, ConversationStore] | None:
-        state = self._state()
-        engine = self._engine or getattr(state, "engine", None)
-        conversations = self._conversations or getattr(state, "conversations", None)
-        if engine is None or conversations is None:
+    def _chat(self) -> Conversations | None:
+        """The service's conversation path (or one over the engine and store the bot was given)."""
+        if self._engine is not None and self._conversations is not None:
+            return Conversations(self._engine, self._conversations, self.settings)
+        chat = getattr(self._state(), "chat", None)
+        return chat if isinstance(chat, Conversations) else None
+
+    def _refusal(self, question: str) -> str | None:
+        """Why ``question`` cannot be asked (the text key), checked the way every route checks it."""
+        chat = self._chat()
+        if chat is None:
             return None
-        return engine, conversations
+        try:
+            chat.check(question)
+        except APIError as exc:
+            return "too_long" if exc.code == "question_too_long" else "failed"
+        return None
 
     @contextlib.asynccontextmanager
     async def _conversation(self, key: str) -> AsyncIterator[None]:
@@ -232,20 +244,16 @@ class SlackBot:
 
     # -- answering ---------------------------------------------------------------------------------
     async def _ask(self, question: str, session: str | None, event_id: str) -> tuple[Answer, list[Any]] | None:
-        parts = self._components()
-        if parts is None:
+        chat = self._chat()
+        if chat is None:
             log.error("Slack event %s: the service is not started; no answer", event_id)
             return None
-        engine, conversations = parts
-        if len(question) > self.settings.service.max_question_chars:
-            return None
-        history = []
-        if session is not None:
-            history = await asyncio.to_thread(conversations.history, session, self.settings.service.history_turns)
-        answer = await asyncio.to_thread(engine.ask, question, history=history)
-        if session is not None:
-            await asyncio.to_thread(conversations.append_exchange, session, question, answer)
-        return answer, history
+        if session is None:  # a slash command: no conversation
+            q = await asyncio.to_thread(chat.prepare, question, history=[])
+        else:  # a thread is one conversation, from its first message
+            q = await asyncio.to_thread(chat.prepare, question, session, create=True)
+        answer = await asyncio.to_thread(chat.answer, q, endpoint="slack")
+        return answer, q.history
 
     async def _answer_in_thread(self, question: str, channel: str, thread_ts: str, user: str, team: str | None,
                                 event_id: str) -> None:
@@ -254,8 +262,8 @@ class SlackBot:
                 await self._post(event_id, channel, thread_ts, simple(USAGE))
                 return
             lang: Language = detect_language(question)  # type: ignore[assignment]
-            if len(question) > self.settings.service.max_question_chars:
-                await self._post(event_id, channel, thread_ts, simple(TEXTS["too_long"][lang]))
+            if refused := self._refusal(question):
+                await self._post(event_id, channel, thread_ts, simple(TEXTS[refused][lang]))
                 return
             session = f"slack:{team or '-'}:{channel}:{thread_ts}"
             async with self._conversation(session):
@@ -282,13 +290,12 @@ class SlackBot:
         tag = f"command:{command.get('trigger_id') or command.get('user_id')}"
         try:
             try:
-                result = await self._ask(question, None, tag)
+                result = None if self._refusal(question) else await self._ask(question, None, tag)
             except Exception:
                 log.exception("Slack %s: answering failed", tag)
                 result = None
             if result is None:
-                messages = [simple(TEXTS["failed"][lang] if len(question) <= self.settings.service.max_question_chars
-                                   else TEXTS["too_long"][lang])]
+                messages = [simple(TEXTS[self._refusal(question) or "failed"][lang])]
             else:
                 answer, _ = result
                 answer_id = await asyncio.to_thread(self.store.add_answer, question, answer, [],

@@ -31,7 +31,6 @@ import hashlib
 import json
 import math
 import re
-import socket
 import struct
 import threading
 import time
@@ -39,10 +38,11 @@ import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any, Literal
 
-import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.types import Receive, Scope, Send
+
+from tests.servers import ThreadedServer
 
 Mode = Literal["ok", "hang", "error500", "malformed", "drop", "empty_choices"]
 
@@ -404,35 +404,10 @@ def run_fake_openai(
     """
     fake = fake or FakeOpenAI()
     fake._stopping.clear()
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    config = uvicorn.Config(
-        create_app(fake),
-        log_level="warning",
-        lifespan="off",
-        http="h11",
-        ws="none",
-        timeout_graceful_shutdown=1,
-    )
-    server = uvicorn.Server(config)
-    thread = threading.Thread(
-        target=server.run,
-        kwargs={"sockets": [sock]},
-        name=f"fake-openai-{port}",
-        daemon=True,
-    )
-    thread.start()
+    server = ThreadedServer(create_app(fake), name="fake-openai")
+    server.start(startup_timeout)
     try:
-        deadline = time.monotonic() + startup_timeout
-        while not server.started:
-            if not thread.is_alive() or time.monotonic() > deadline:
-                raise RuntimeError("fake OpenAI server failed to start")
-            time.sleep(0.01)
-        yield fake, f"http://127.0.0.1:{port}/v1"
+        yield fake, f"{server.url}/v1"
     finally:
         fake._stopping.set()
-        server.should_exit = True
-        thread.join(timeout=10)
-        sock.close()
+        server.stop()

@@ -31,18 +31,17 @@ from __future__ import annotations
 
 import contextlib
 import importlib.metadata
-import socket
-import threading
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
-import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, TypeAdapter, ValidationError
 from qdrant_client import QdrantClient
 from qdrant_client.http import models as m
+
+from tests.servers import ThreadedServer
 
 _CLIENT_VERSION = importlib.metadata.version("qdrant-client")
 #: Reported by ``GET /``: the client's own major.minor, so its compatibility check stays quiet.
@@ -80,24 +79,28 @@ class FakeQdrant:
     """
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
-        self.host = host
-        self.port = port
         self.backend = QdrantClient(location=":memory:")
         self.requests: list[tuple[str, str]] = []
         #: Payload indexes asked for, per collection: field -> schema.
         self.indexes: dict[str, dict[str, str]] = {}
         self.app = create_app(self)
-        self._server: uvicorn.Server | None = None
-        self._thread: threading.Thread | None = None
-        self._sock: socket.socket | None = None
+        self._server = ThreadedServer(self.app, host=host, port=port, name="fake-qdrant")
+
+    @property
+    def host(self) -> str:
+        return self._server.host
+
+    @property
+    def port(self) -> int:
+        return self._server.port
 
     @property
     def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
+        return self._server.url
 
     @property
     def running(self) -> bool:
-        return self._server is not None
+        return self._server.running
 
     def reset(self) -> None:
         self.backend.close()
@@ -110,39 +113,11 @@ class FakeQdrant:
     # -- lifecycle -------------------------------------------------------
     def start(self, startup_timeout: float = 10.0) -> str:
         """Serve on ``host:port`` (a free port the first time, the same one after); return the URL."""
-        if self._server is not None:
-            return self.url
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((self.host, self.port))
-        self.port = sock.getsockname()[1]
-        config = uvicorn.Config(
-            self.app, log_level="warning", lifespan="off", http="h11", ws="none", timeout_graceful_shutdown=1
-        )
-        server = uvicorn.Server(config)
-        thread = threading.Thread(
-            target=server.run, kwargs={"sockets": [sock]}, name=f"fake-qdrant-{self.port}", daemon=True
-        )
-        thread.start()
-        self._server, self._thread, self._sock = server, thread, sock
-        deadline = time.monotonic() + startup_timeout
-        while not server.started:
-            if not thread.is_alive() or time.monotonic() > deadline:
-                self.stop()
-                raise RuntimeError(f"fake Qdrant server failed to start on {self.url}")
-            time.sleep(0.01)
-        return self.url
+        return self._server.start(startup_timeout)
 
     def stop(self) -> None:
         """Stop serving (connections to the port are refused); the data is kept."""
-        server, thread, sock = self._server, self._thread, self._sock
-        self._server = self._thread = self._sock = None
-        if server is not None:
-            server.should_exit = True
-        if thread is not None:
-            thread.join(timeout=10)
-        if sock is not None:
-            sock.close()
+        self._server.stop()
 
     def close(self) -> None:
         self.stop()

@@ -20,15 +20,15 @@ from __future__ import annotations
 import contextlib
 import itertools
 import json
-import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
-import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
+
+from tests.servers import ThreadedServer
 
 BOT_USER_ID = "UBOT0SANAD"
 BOT_ID = "BBOT0SANAD"
@@ -180,24 +180,10 @@ def run_fake_slack(fake: FakeSlack | None = None, startup_timeout: float = 10.0)
     ``base_url`` looks like ``http://127.0.0.1:PORT/api/`` (what ``AsyncWebClient(base_url=...)`` takes).
     """
     fake = fake or FakeSlack()
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    config = uvicorn.Config(create_app(fake), log_level="warning", lifespan="off", http="h11", ws="none",
-                            timeout_graceful_shutdown=1)
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name=f"fake-slack-{port}", daemon=True)
-    thread.start()
+    server = ThreadedServer(create_app(fake), name="fake-slack")
+    server.start(startup_timeout)
     try:
-        deadline = time.monotonic() + startup_timeout
-        while not server.started:
-            if not thread.is_alive() or time.monotonic() > deadline:
-                raise RuntimeError("fake Slack server failed to start")
-            time.sleep(0.01)
-        fake.base_url = f"http://127.0.0.1:{port}/api/"
+        fake.base_url = f"{server.url}/api/"
         yield fake, fake.base_url
     finally:
-        server.should_exit = True
-        thread.join(timeout=10)
-        sock.close()
+        server.stop()

@@ -1,4 +1,4 @@
-"""``serve``: one uvicorn process (one worker) owning the store; ``sanad serve`` calls it.
+"""Running the service: one uvicorn process (one worker) owning the store; ``sanad serve`` calls it.
 
 :func:`uvicorn_config` holds the connection limits (tests run the same configuration):
 headers must arrive within ``service.header_timeout`` seconds (uvicorn has no such

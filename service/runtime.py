@@ -1,0 +1,132 @@
+"""What the running service owns between start-up and shutdown, and how it gets it.
+
+:class:`Runtime` opens the engine (unless one is given, which stays the caller's to
+close), the conversation store under ``data_dir``, and for the embedded on-disk store
+writes ``data_dir/sanad-server.json`` naming this process; it starts the retention task
+that deletes old and surplus conversations (``service/retention.py``).
+
+A Qdrant server (``qdrant.url``) that cannot be reached does not stop the start: the
+runtime keeps ``store_error`` (``/readyz`` and the API answer 503 with it) and reconnects
+every ``service.store_retry_seconds``; the service is ready once the server answers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import threading
+from collections.abc import Callable
+
+import anyio
+
+from rag.engine import Sanad
+from rag.settings import Settings
+from rag.store import StoreUnavailable
+from service.conversations import ConversationStore
+from service.metrics import Metrics, count_embedder_failures
+from service.owner import remove_owner, write_owner
+from service.retention import Retention
+from service.state import LockedClient, ServiceState, embedded_store
+
+log = logging.getLogger("sanad.service")
+
+
+class Runtime:
+    def __init__(self, settings: Settings, metrics: Metrics, engine: Sanad | None = None,
+                 on_change: Callable[[Runtime], None] | None = None) -> None:
+        self.settings = settings
+        self.metrics = metrics
+        self.state: ServiceState | None = None  # set once the store is usable
+        self.store_error: str | None = None  # why it is not usable yet (a Qdrant server down at start-up)
+        self.retention: Retention | None = None
+        self._given = engine
+        self._on_change = on_change or (lambda _: None)
+        self._opened: list[Sanad] = []  # engines this runtime opened (and closes)
+        self._conversations: ConversationStore | None = None
+        self._owner_written = False
+        self._stopping = asyncio.Event()
+        self._retry: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        """Open everything; with an unreachable Qdrant server, start anyway and reconnect in the background.
+
+        An embedded store that cannot be opened (in use, built otherwise) raises: nothing can serve."""
+        if self._given is not None:
+            self._activate(self._given)
+            return
+        try:
+            engine = await anyio.to_thread.run_sync(Sanad.open, self.settings)
+        except StoreUnavailable as exc:
+            if not self.settings.qdrant.url:
+                raise
+            # An orchestrated deployment may start Sanad before Qdrant: start, answer 503 with the reason, and
+            # connect when it is up.
+            self._set_error(str(exc))
+            log.error("%s. Serving 503 until it is reachable; retrying every %g s.", exc,
+                      self.settings.service.store_retry_seconds)
+            self._retry = asyncio.create_task(self._reconnect())
+            return
+        self._opened.append(engine)
+        self._activate(engine)
+
+    async def stop(self) -> None:
+        self._stopping.set()
+        if self._retry is not None:
+            await self._retry
+        self.state = None
+        self._on_change(self)
+        if self.retention is not None:
+            await self.retention.stop()  # before the store it prunes is closed
+        if self._owner_written:
+            remove_owner(self.settings)
+        if self._conversations is not None:
+            self._conversations.close()
+        for engine in self._opened:
+            engine.close()
+
+    def _set_error(self, error: str | None) -> None:
+        self.store_error = error
+        self._on_change(self)
+
+    def _activate(self, engine: Sanad) -> None:
+        settings = self.settings
+        if not settings.qdrant.url and not isinstance(engine.store.client, LockedClient):
+            engine.store.client = LockedClient(engine.store.client)  # type: ignore[assignment]
+        count_embedder_failures(engine, self.metrics)  # the engine falls back to lexical retrieval quietly
+        self._conversations = ConversationStore.open(settings.data_dir, settings.service.max_turns)
+        if embedded_store(settings):
+            write_owner(settings)
+            self._owner_written = True
+        self.state = ServiceState(settings=settings, engine=engine, conversations=self._conversations,
+                                  metrics=self.metrics, write_lock=threading.Lock())
+        # Old and surplus conversations are deleted in the background, never in an answer's way.
+        self.retention = Retention(self._conversations, settings.service)
+        self.retention.start()
+        self._set_error(None)
+
+    async def _reconnect(self) -> None:
+        """Keep trying a Qdrant server that was down at start-up; serve once it answers."""
+        pause = self.settings.service.store_retry_seconds
+        while not self._stopping.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), timeout=pause)
+                return
+            try:
+                engine = await anyio.to_thread.run_sync(Sanad.open, self.settings)
+            except Exception as exc:  # still down, or a transient failure while it comes up
+                if str(exc) != self.store_error:
+                    log.warning("Qdrant is still not usable (retrying every %g s): %s", pause, exc)
+                self._set_error(str(exc) or type(exc).__name__)
+                continue
+            self._opened.append(engine)
+            if self._stopping.is_set():
+                return
+            try:
+                self._activate(engine)
+            except Exception as exc:  # e.g. the conversation store cannot be opened: say so in /readyz
+                log.exception("Qdrant is reachable, but the service could not start")
+                self._set_error(f"the service could not start: {exc}")
+                return
+            log.info("Qdrant at %s is reachable: the service is ready", self.settings.qdrant.url)
+            return
