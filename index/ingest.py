@@ -31,6 +31,8 @@ log = logging.getLogger("sanad")
 
 def content_hash(article: Article) -> str:
     fields = [article.title, article.text, str(article.date or ""), article.source or "", article.url or ""]
+    if article.author:
+        fields.append(f"author:{article.author}")
     if article.body_start:  # what is chunked changed (front matter left out): an older index is replaced
         fields.append(f"body:{article.body_start}")
     body = "\x00".join(fields)
@@ -106,6 +108,7 @@ class Indexer:
                 "date": article.date.isoformat() if article.date else None,
                 "source": article.source,
                 "url": article.url,
+                "author": article.author,
                 "chars": len(article.text),
                 "indexed_at": datetime.now(UTC).isoformat(timespec="seconds"),
             }

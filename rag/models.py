@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import date as Date
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 
 Language = Literal["ar", "en"]
 
@@ -19,9 +19,16 @@ class Article(BaseModel):
     date: Date | None = None
     source: str | None = None
     url: str | None = None
+    author: str | None = None
     # Where the article's body starts in ``text`` (after Markdown front matter): only the body is
     # chunked, and offsets still count from the start of the original file.
     body_start: int = Field(default=0, ge=0)
+
+    @model_validator(mode="after")
+    def _body_inside_text(self) -> Article:
+        if self.body_start >= len(self.text):
+            raise ValueError("body_start must be inside text")
+        return self
 
 
 class Passage(BaseModel):
