@@ -20,6 +20,7 @@ from qdrant_client import models
 
 from index.chunker import Chunk, Chunker
 from index.readers import IndexSummary, Outcome, Skipped, iter_files, read_path  # noqa: F401 (re-exported)
+from index.stories import StoryIndex
 from rag.embedding import CachedEmbedder, EmbedderUnavailable
 from rag.lexical import LexicalEncoder
 from rag.models import Article
@@ -49,6 +50,7 @@ class Indexer:
         self._unavailable = False
         self.settings = settings
         self.chunker = Chunker(settings.chunk_tokens, settings.chunk_overlap)
+        self.stories = StoryIndex(store, settings.story_threshold)
 
     def _dense(self, chunks: list[Chunk]) -> list[list[float]] | None:
         """A dense vector per chunk, and (cached, for the answerer) one per sentence; ``None`` without an
@@ -73,6 +75,7 @@ class Indexer:
         if record and record.get("content_hash") == digest:
             return "unchanged", int(record.get("chunks", 0))
         chunks = self.chunker.chunk(article.text, article.body_start)
+        story, minhash = self.stories.assign(article.id, article.text[article.body_start :])
         if not chunks:
             raise ValueError("no text to index")
         dense = self._dense(chunks)
@@ -93,6 +96,7 @@ class Indexer:
                 "date_num": date_number(article.date) if article.date else None,
                 "source": article.source,
                 "url": article.url,
+                "story_id": story,
             }
             points.append(
                 models.PointStruct(id=chunk_point_id(article.id, c.index, c.text), vector=vector, payload=payload)
@@ -109,6 +113,8 @@ class Indexer:
                 "source": article.source,
                 "url": article.url,
                 "author": article.author,
+                "story_id": story,
+                "minhash": minhash,
                 "chars": len(article.text),
                 "indexed_at": datetime.now(UTC).isoformat(timespec="seconds"),
             }

@@ -22,7 +22,7 @@ from rag.gloss import english_facts
 from rag.lexical import LexicalEncoder
 from rag.llm import NO_ANSWER, LLMClient, LLMError, answer_messages, rewrite_messages
 from rag.messages import refusal
-from rag.models import Answer, Citation, Language, Passage, SearchFilters, Turn
+from rag.models import AlsoIn, Answer, Citation, Language, Passage, SearchFilters, Turn
 from rag.retrieval import Retriever
 from rag.sentences import sentence_spans
 from rag.settings import Settings
@@ -38,6 +38,8 @@ _LLM_SCREEN = 0.5
 _REPAIR_MIN = 0.35
 # A follow-up's passages from the documents the previous answer cited win close calls by this factor.
 _FOLLOW_UP_BOOST = 1.1
+_ALSO_IN_MAX = 10  # copies named per citation
+_CARRIES_SHARE = 0.8  # of the quote's words found in one chunk of a copy: the same passage, lightly edited
 
 
 def _claims(answer: str, n: int) -> list[str]:
@@ -248,7 +250,8 @@ class Sanad:
             yield from self._refusal(base, cross_script=cross, degraded=degraded)
             return
         lang = base["language"]
-        citations = [s.citation(i) for i, s in enumerate(selection.sentences, 1)]
+        citations = self._with_also_in([s.citation(i) for i, s in enumerate(selection.sentences, 1)],
+                                       [s.passage for s in selection.sentences])
         yield Event("passages", citations)
         parts = []
         intro = ""
@@ -361,7 +364,8 @@ class Sanad:
                 yield Event("reset", None)
             yield from self._offline(query, selection, base, degraded=True)
             return
-        citations = [self._quote(k, passages[k - 1], text) for k in sorted(checker.order)]
+        citations = self._with_also_in([self._quote(k, passages[k - 1], text) for k in sorted(checker.order)],
+                                       passages)
         if not streamed:
             yield Event("passages", citations)
             yield Event("delta", text)
@@ -385,6 +389,44 @@ class Sanad:
         yield Event("delta", text)
 
     # -- citation helpers ------------------------------------------------------
+    def _with_also_in(self, citations: list[Citation], passages: list[Passage]) -> list[Citation]:
+        """Each citation with the other articles of its story that carry the quoted passage.
+
+        Retrieval keeps one copy of a syndicated story; the outlets that also ran it are named here.
+        A failing lookup leaves ``also_in`` empty: the answer stands without it.
+        """
+        story_of = {p.chunk_id: p.story_id for p in passages if p.story_id}
+        members: dict[str, list[dict[str, Any]]] = {}
+        out = []
+        for c in citations:
+            story = story_of.get(c.chunk_id)
+            if story is None:
+                out.append(c)
+                continue
+            try:
+                if story not in members:
+                    members[story] = self.store.story_documents(story)
+                others = [r for r in members[story] if r["doc_id"] != c.doc_id][:_ALSO_IN_MAX]
+                carrying = [r for r in others if self._carries(r["doc_id"], c.quote)]
+            except Exception as exc:  # noqa: BLE001 - an extra, never a reason to fail the answer
+                log.warning("also_in lookup failed for story %s: %s", story, exc)
+                carrying = []
+            also = [AlsoIn(doc_id=r["doc_id"], title=r.get("title") or "", source=r.get("source"),
+                           url=r.get("url"), date=r.get("date")) for r in carrying]
+            out.append(c.model_copy(update={"also_in": also}) if also else c)
+        return out
+
+    def _carries(self, doc_id: str, quote: str) -> bool:
+        """Whether the article holds ``quote``, as is or lightly edited (most of its words, in one chunk)."""
+        words = set(fold(quote).split())
+        if not words:
+            return False
+        for chunk in self.store.document_chunks(doc_id):
+            text = fold(chunk.get("text", ""))
+            if fold(quote) in text or len(words & set(text.split())) >= _CARRIES_SHARE * len(words):
+                return True
+        return False
+
     def _passage_citation(self, n: int, p: Passage) -> Citation:
         start, end = p.sentences[0] if p.sentences else (0, len(p.text))
         return Sentence(p, start, end, p.text[start:end]).citation(n)

@@ -45,7 +45,18 @@ class Passage(BaseModel):
     date: str | None = None
     source: str | None = None
     url: str | None = None
+    story_id: str | None = None  # syndicated copies of one story share it (index/stories.py)
     score: float = 0.0
+
+
+class AlsoIn(BaseModel):
+    """Another article carrying a cited passage: a syndicated copy of the same story."""
+
+    doc_id: str
+    title: str = ""
+    source: str | None = None
+    url: str | None = None
+    date: str | None = None
 
 
 class Citation(BaseModel):
@@ -62,6 +73,8 @@ class Citation(BaseModel):
     date: str | None = Field(default=None, description="The article's date (ISO), when known.")
     source: str | None = Field(default=None, description="The outlet that published it, when known.")
     url: str | None = Field(default=None, description="The article's address, when known.")
+    also_in: list[AlsoIn] = Field(default_factory=list, description="Other articles that carry the same passage "
+                                  "(the same wire story in other outlets).")
 
 
 class Turn(BaseModel):

@@ -81,8 +81,8 @@ class Retriever:
         points = self.store.search(
             sparse,
             dense,
-            limit=k * 2,
-            candidates=max(self.settings.candidates, k * 2),
+            limit=k * 4,  # room for the copies of a syndicated story, dropped below
+            candidates=max(self.settings.candidates, k * 4),
             query_filter=build_filter(filters),
             fusion=self.settings.fusion,
             lexical_weight=self.settings.lexical_weight,
@@ -90,11 +90,17 @@ class Retriever:
         )
         passages: list[Passage] = []
         seen: set[str] = set()
+        carrier: dict[str, str] = {}  # story -> the one article whose passages stand for it
+        # Equal scores: the newer article first (a stable sort keeps Qdrant's order otherwise).
+        points = sorted(points, key=lambda p: (-float(p.score), -((p.payload or {}).get("date_num") or 0)))
         for p in points:
             pl = p.payload or {}
             key = fold_cached(pl.get("text", ""))
             if key in seen:  # the same paragraph republished in several articles
                 continue
+            story = pl.get("story_id") or pl["doc_id"]
+            if carrier.setdefault(story, pl["doc_id"]) != pl["doc_id"]:
+                continue  # another copy of a story already represented: its outlets go in also_in
             seen.add(key)
             passages.append(
                 Passage(
@@ -108,6 +114,7 @@ class Retriever:
                     date=pl.get("date"),
                     source=pl.get("source"),
                     url=pl.get("url"),
+                    story_id=story,
                     score=float(p.score),
                 )
             )

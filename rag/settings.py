@@ -81,6 +81,8 @@ class IndexSettings(BaseModel):
     # o200k tokens: about one per Arabic word (cl100k spends three).
     chunk_tokens: int = Field(default=320, ge=16)
     chunk_overlap: int = Field(default=0, ge=0)
+    # Articles whose word 3-shingles overlap this much (estimated Jaccard) are one syndicated story; 1 = exact only.
+    story_threshold: float = Field(default=0.7, gt=0, le=1)
     max_file_bytes: int = Field(default=5_000_000, ge=1)
     max_document_chars: int = Field(default=2_000_000, ge=1)
 

@@ -12,6 +12,7 @@ import json
 import math
 import uuid
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -63,7 +64,7 @@ def chunk_point_id(doc_id: str, index: int, text: str) -> str:
 
 def public_record(record: dict[str, Any]) -> dict[str, Any]:
     """A document record as users see it (API and ``sanad documents --json``): without store internals."""
-    return {k: v for k, v in record.items() if k not in ("kind", "content_hash")}
+    return {k: v for k, v in record.items() if k not in ("kind", "content_hash", "minhash")}
 
 
 def document_point_id(doc_id: str) -> str:
@@ -145,8 +146,12 @@ class PassageStore:
                 warnings.simplefilter("ignore", UserWarning)
                 self.client.create_payload_index(self.chunks, "doc_id", models.PayloadSchemaType.KEYWORD)
                 self.client.create_payload_index(self.chunks, "date_num", models.PayloadSchemaType.INTEGER)
+                self.client.create_payload_index(self.chunks, "story_id", models.PayloadSchemaType.KEYWORD)
         if not self.client.collection_exists(self.documents):
             self.client.create_collection(self.documents, vectors_config={})
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", UserWarning)
+                self.client.create_payload_index(self.documents, "story_id", models.PayloadSchemaType.KEYWORD)
         found = self.client.retrieve(self.documents, [_MANIFEST_ID])
         if not found:
             self.client.upsert(
@@ -215,6 +220,34 @@ class PassageStore:
             out.extend(dict(p.payload or {}) for p in points)
             if offset is None:
                 return sorted(out, key=lambda r: r["doc_id"])
+
+    def iter_documents(self, fields: list[str] | None = None,
+                       where: dict[str, str] | None = None) -> Iterator[dict[str, Any]]:
+        """Document records (only ``fields`` of each, when given), optionally those matching ``where``."""
+        must: list[models.Condition] = [
+            models.FieldCondition(key="kind", match=models.MatchValue(value="document")),
+            *(models.FieldCondition(key=k, match=models.MatchValue(value=v)) for k, v in (where or {}).items()),
+        ]
+        selector: models.PayloadSelector | bool = models.PayloadSelectorInclude(include=fields) if fields else True
+        offset = None
+        while True:
+            points, offset = self.client.scroll(self.documents, scroll_filter=models.Filter(must=must), limit=512,
+                                                offset=offset, with_payload=selector)
+            for p in points:
+                yield dict(p.payload or {})
+            if offset is None:
+                return
+
+    def story_documents(self, story_id: str) -> list[dict[str, Any]]:
+        """The records of the articles that carry one story (syndicated copies), by doc id."""
+        fields = ["doc_id", "title", "source", "url", "date", "story_id"]
+        return sorted(self.iter_documents(fields, {"story_id": story_id}), key=lambda r: r["doc_id"])
+
+    def document_chunks(self, doc_id: str) -> list[dict[str, Any]]:
+        """A document's chunk payloads, in order."""
+        flt = models.Filter(must=[models.FieldCondition(key="doc_id", match=models.MatchValue(value=doc_id))])
+        points, _ = self.client.scroll(self.chunks, scroll_filter=flt, limit=10_000, with_payload=True)
+        return sorted((dict(p.payload or {}) for p in points), key=lambda pl: pl.get("chunk_index", 0))
 
     def upsert_chunks(self, points: list[models.PointStruct]) -> None:
         if points:

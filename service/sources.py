@@ -17,6 +17,8 @@ import re
 from rag.models import Answer, Citation
 
 HEADERS = {"ar": "المصادر:", "en": "Sources:"}
+ALSO_IN = {"ar": "ونشرته أيضًا", "en": "also in"}
+ALSO_IN_SHOWN = 4  # outlets named; the rest are counted
 QUOTE_CHARS = 140
 TITLE_CHARS = 80
 _MARKER = re.compile(r"\[(\d+)\]")
@@ -38,13 +40,26 @@ def _unmarked(text: str) -> str:
     return _MARKER.sub(r"［\1］", text)
 
 
-def source_line(c: Citation) -> str:
+def also_in_text(c: Citation, language: str) -> str:
+    """``also in: okaz (2015-07-22), alriyadh`` for a syndicated passage, else ``""``."""
+    if not c.also_in:
+        return ""
+    names = [a.source or shorten(a.title or a.doc_id, 40) for a in c.also_in]
+    shown = list(dict.fromkeys(names))[:ALSO_IN_SHOWN]
+    rest = len(c.also_in) - sum(names.count(n) for n in shown)
+    more = (f" +{rest}" if rest > 0 else "")
+    return f"{ALSO_IN[language]}: {', '.join(shown)}{more}"
+
+
+def source_line(c: Citation, language: str = "en") -> str:
     where = ", ".join(x for x in (c.source, c.date) if x)
     title = _unmarked(shorten(c.title or c.doc_id, TITLE_CHARS))
     line = f"[{c.n}] {title}" + (f" — {_unmarked(where)}" if where else "")
     line += f": «{_unmarked(shorten(c.quote, QUOTE_CHARS))}»"
     if c.url and c.url.startswith(("http://", "https://")):
         line += f" {c.url}"
+    if also := also_in_text(c, language):
+        line += f" ({_unmarked(also)})"
     return line
 
 
@@ -52,7 +67,7 @@ def sources_block(answer: Answer) -> str:
     """``"\\n\\nSources:\\n[1] …"`` for an answer with citations, else ``""``."""
     if not answer.citations:
         return ""
-    lines = [source_line(c) for c in answer.citations]
+    lines = [source_line(c, answer.language) for c in answer.citations]
     return "\n\n" + HEADERS[answer.language] + "\n" + "\n".join(lines)
 
 

@@ -607,6 +607,33 @@ def test_citation_shows_article_outlet_date_and_link(page: Any) -> None:
             page.request.delete(f"/v1/documents/{doc_id}")
 
 
+def test_a_syndicated_story_shows_the_other_outlets(page: Any) -> None:
+    """One wire story in two outlets: the answer quotes one copy, and its source says where else it ran."""
+    wire = ("Firefighters in Jazan put out a blaze at a timber warehouse in the Al-Shati district before dawn, "
+            "with no injuries reported. The civil defence spokesman said crews reached the fire within minutes of "
+            "the call and brought it under control in two hours. The cause of the fire is under investigation.")
+    copies = [{"id": "web-wire-spa", "title": "Warehouse fire in Jazan", "text": wire, "date": "2015-07-22",
+               "source": "SPA", "url": "https://spa.example/fire"},
+              {"id": "web-wire-okaz", "title": "Jazan warehouse fire put out", "text": "JAZAN: " + wire,
+               "date": "2015-07-22", "source": "Okaz", "url": "https://okaz.example/fire"}]
+    page.goto("/")
+    try:
+        for doc in copies:
+            r = page.request.post("/v1/documents", data=doc)
+            assert r.status == 201, r.text()
+        msg, answer = ask(page, "How long did the crews take to control the warehouse fire in Jazan?")
+        cited = [c for c in answer["citations"] if c["doc_id"] in {d["id"] for d in copies}]
+        assert len({c["doc_id"] for c in cited}) == 1, answer  # one copy quoted, not both
+        other = next(d for d in copies if d["id"] != cited[0]["doc_id"])
+        item = msg.locator(f'.sources .src[data-n="{cited[0]["n"]}"] [data-testid="also-in"]')
+        assert other["source"] in (item.text_content() or "")
+        link = item.locator("a")
+        assert link.count() == 1 and link.get_attribute("href") == other["url"]
+    finally:
+        for doc in copies:
+            page.request.delete(f"/v1/documents/{doc['id']}")
+
+
 def test_citation_metadata_and_quotes_stay_safe(page: Any) -> None:
     """Mocked API: outlet/date/link shown only when present, links only for http(s), hostile text stays text,
     and the issue's example lays out in order: «Arabic quote», then ".", then [1] (desktop width, one line)."""

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from rag.models import Answer, Citation, Language
+from service.sources import also_in_text
 
 SECTION_LIMIT = 3000
 MAX_BLOCKS = 50
@@ -151,7 +152,13 @@ def source_line(c: Citation, lang: Language) -> str:
     quote = plain(c.quote, QUOTE_CHARS)
     opener, closer = ("«", "»") if lang == "ar" else ("“", "”")
     head = f"*[{c.n}]* {title} · `{doc_id}`" if title else f"*[{c.n}]* `{doc_id}`"
-    return f"{head}\n{opener}{quote}{closer}" if quote else head
+    where = ", ".join(plain(x, 100) for x in (c.source, c.date) if x)
+    if where:
+        head += f" · {where}"
+    line = f"{head}\n{opener}{quote}{closer}" if quote else head
+    if also := also_in_text(c, lang):  # the other outlets that ran the same wire story
+        line += f"\n_{plain(also, 300)}_"
+    return line
 
 
 def feedback_block(answer_id: str, lang: Language) -> dict[str, Any]:
