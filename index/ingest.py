@@ -9,8 +9,10 @@ written. A re-run sees no matching record and redoes the same idempotent work.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
+import threading
 import time
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
@@ -42,8 +44,12 @@ def content_hash(article: Article) -> str:
 
 class Indexer:
     def __init__(
-        self, store: PassageStore, encoder: LexicalEncoder, embedder: CachedEmbedder | None, settings: IndexSettings
+        self, store: PassageStore, encoder: LexicalEncoder, embedder: CachedEmbedder | None, settings: IndexSettings,
+        defer_dense: bool = False,
     ) -> None:
+        """``defer_dense``: index lexically now and leave the dense vectors to :meth:`fill_dense` (bulk runs:
+        the articles are searchable long before the encoder is through them)."""
+        self.defer_dense = defer_dense
         self.store = store
         self.encoder = encoder
         self.embedder = embedder
@@ -78,7 +84,7 @@ class Indexer:
         story, minhash = self.stories.assign(article.id, article.text[article.body_start :])
         if not chunks:
             raise ValueError("no text to index")
-        dense = self._dense(chunks)
+        dense = None if self.defer_dense else self._dense(chunks)
         points = []
         for i, c in enumerate(chunks):
             vector: dict[str, models.Vector] = {LEXICAL: self.encoder.document(c.text)}
@@ -98,6 +104,8 @@ class Indexer:
                 "url": article.url,
                 "story_id": story,
             }
+            if self.embedder is not None:
+                payload["dense"] = dense is not None  # False: fill_dense adds the vector later
             points.append(
                 models.PointStruct(id=chunk_point_id(article.id, c.index, c.text), vector=vector, payload=payload)
             )
@@ -120,6 +128,45 @@ class Indexer:
             }
         )
         return ("updated" if record else "added"), len(points)
+
+    def fill_dense(
+        self,
+        batch: int = 8,
+        on_batch: Callable[[int], None] | None = None,
+        stop: threading.Event | None = None,
+        write_lock: threading.Lock | None = None,
+    ) -> int:
+        """Compute the dense vectors of chunks indexed without them, ``batch`` chunks at a time; returns
+        how many were filled. Resumable: what is pending is read from the store, so a killed run, or the
+        next ``sanad index``, continues where it stopped. A chunk replaced meanwhile (its article changed)
+        is not written back. Stops early when ``stop`` is set or the encoder cannot run."""
+        if self.embedder is None:
+            return 0
+        done = 0
+        while stop is None or not stop.is_set():
+            pending = self.store.dense_pending(batch)
+            if not pending:
+                break
+            texts = [pl["text"] for _, pl in pending]
+            try:
+                vectors = self.embedder.vectors(texts)
+                # Sentence vectors too, for the answerer (cached by content; nothing is stored in Qdrant).
+                self.embedder.vectors([pl["text"][a:b] for _, pl in pending for a, b in pl.get("sentences", [])])
+            except EmbedderUnavailable as exc:
+                log.warning("Dense vectors cannot be computed here: %s. Retrieval stays lexical.", exc)
+                break
+            points = [
+                models.PointStruct(id=pid, payload={**pl, "dense": True},
+                                   vector={LEXICAL: self.encoder.document(pl["text"]), DENSE: vec.tolist()})
+                for (pid, pl), vec in zip(pending, vectors, strict=True)
+            ]
+            with write_lock or contextlib.nullcontext():
+                alive = self.store.existing_chunk_ids([str(p.id) for p in points])
+                self.store.upsert_chunks([p for p in points if str(p.id) in alive])
+            done += len(points)
+            if on_batch is not None:
+                on_batch(len(points))
+        return done
 
     def index_articles(
         self,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from typing import Literal
 
 from qdrant_client import models
@@ -41,6 +42,9 @@ def build_filter(filters: SearchFilters | None) -> models.Filter | None:
     return models.Filter(must=must) if must else None
 
 
+_DENSE_RECHECK = 10.0  # seconds
+
+
 class Retriever:
     def __init__(
         self, store: PassageStore, encoder: LexicalEncoder, embedder: CachedEmbedder | None, settings: RetrievalSettings
@@ -50,10 +54,28 @@ class Retriever:
         self.embedder = embedder
         self.settings = settings
         self._warned = False
+        self._dense_ok = False
+        self._dense_checked = -_DENSE_RECHECK
+
+    def dense_ready(self) -> bool:
+        """Whether every chunk has its dense vector. While a bulk run's vectors are still being filled in,
+        retrieval (and the answerer) stay lexical: a hybrid query would rank the chunks that have one above
+        better lexical matches that do not yet. Checked again every ``_DENSE_RECHECK`` seconds until ready."""
+        if self._dense_ok:
+            return True
+        now = time.monotonic()
+        if now - self._dense_checked >= _DENSE_RECHECK:
+            self._dense_checked = now
+            try:
+                self._dense_ok = self.store.count_dense_pending() == 0
+            except Exception as exc:  # the store is down: the search itself will say so
+                log.debug("dense state unknown: %s", exc)
+        return self._dense_ok
 
     def query_vector(self, query: str) -> list[float] | None:
-        """The question's dense vector, or ``None`` (no embedder, or it failed: retrieval is then lexical)."""
-        if self.embedder is None:
+        """The question's dense vector, or ``None`` (no embedder, vectors still being filled in, or it failed:
+        retrieval is then lexical)."""
+        if self.embedder is None or not self.dense_ready():
             return None
         try:
             return self.embedder.embed_query(query)

@@ -147,6 +147,7 @@ class PassageStore:
                 self.client.create_payload_index(self.chunks, "doc_id", models.PayloadSchemaType.KEYWORD)
                 self.client.create_payload_index(self.chunks, "date_num", models.PayloadSchemaType.INTEGER)
                 self.client.create_payload_index(self.chunks, "story_id", models.PayloadSchemaType.KEYWORD)
+                self.client.create_payload_index(self.chunks, "dense", models.PayloadSchemaType.BOOL)
         if not self.client.collection_exists(self.documents):
             self.client.create_collection(self.documents, vectors_config={})
             with warnings.catch_warnings():
@@ -248,6 +249,23 @@ class PassageStore:
         flt = models.Filter(must=[models.FieldCondition(key="doc_id", match=models.MatchValue(value=doc_id))])
         points, _ = self.client.scroll(self.chunks, scroll_filter=flt, limit=10_000, with_payload=True)
         return sorted((dict(p.payload or {}) for p in points), key=lambda pl: pl.get("chunk_index", 0))
+
+    # -- dense vectors filled in after a bulk run -------------------------------
+    _PENDING = models.Filter(must=[models.FieldCondition(key="dense", match=models.MatchValue(value=False))])
+
+    def count_dense_pending(self) -> int:
+        """Chunks indexed lexically whose dense vector is still to come (0 for a store without an embedder)."""
+        if not self.dense_dim:
+            return 0
+        return self.client.count(self.chunks, count_filter=self._PENDING, exact=True).count
+
+    def dense_pending(self, limit: int) -> list[tuple[str, dict[str, Any]]]:
+        """Up to ``limit`` such chunks, as (point id, payload)."""
+        points, _ = self.client.scroll(self.chunks, scroll_filter=self._PENDING, limit=limit, with_payload=True)
+        return [(str(p.id), dict(p.payload or {})) for p in points]
+
+    def existing_chunk_ids(self, ids: list[str]) -> set[str]:
+        return {str(p.id) for p in self.client.retrieve(self.chunks, ids, with_payload=False)}
 
     def upsert_chunks(self, points: list[models.PointStruct]) -> None:
         if points:

@@ -218,6 +218,8 @@ class DocumentInfo(BaseModel):
 class DocumentList(BaseModel):
     documents: list[DocumentInfo]
     total: int
+    dense_pending: int = Field(default=0, description="Chunks whose dense vector is still being filled in "
+                               "(retrieval is lexical until it is 0).")
 
 
 # -- sessions -----------------------------------------------------------------------------

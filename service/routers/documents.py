@@ -186,7 +186,8 @@ async def add_document(request: Request, response: Response, state: StateDep, me
 async def list_documents(state: StateDep) -> DocumentList:
     records = await run_in_threadpool(state.engine.store.list_documents)
     docs = [DocumentInfo.model_validate(public_record(r)) for r in records]
-    return DocumentList(documents=docs, total=len(docs))
+    pending = await run_in_threadpool(state.engine.store.count_dense_pending)
+    return DocumentList(documents=docs, total=len(docs), dense_pending=pending)
 
 
 @router.get("/{doc_id}", response_model=DocumentInfo, summary="One indexed article's record",

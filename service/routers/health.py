@@ -61,6 +61,11 @@ async def readyz(request: Request) -> JSONResponse:
         await _run(engine.store.ping, STORE_TIMEOUT)
         chunks = await _run(engine.store.count_chunks, STORE_TIMEOUT)
         body["store"] = {"ok": True, "chunks": chunks}
+        if engine.embedder is not None:
+            pending = await _run(engine.store.count_dense_pending, STORE_TIMEOUT)
+            # A bulk run is searchable lexically at once; the dense vectors follow (filled in the background).
+            body["store"]["dense"] = {"done": chunks - pending, "pending": pending,
+                                      "retrieval": "hybrid" if pending == 0 else "lexical until filled"}
         if chunks == 0:
             body["store"]["hint"] = "The index is empty: POST articles to /v1/documents."
     except Exception as exc:
