@@ -174,6 +174,10 @@ def ask(
     as_json: Annotated[bool, typer.Option("--json", help="Print the answer object as JSON.")] = False,
     top_k: Annotated[int | None, typer.Option(min=1, max=50)] = None,
     doc: Annotated[list[str] | None, typer.Option("--doc", help="Only search these document ids.")] = None,
+    since: Annotated[str | None, typer.Option("--from", help="Only articles dated on or after this day (YYYY-MM-DD).")]
+    = None,
+    until: Annotated[str | None, typer.Option("--to", help="Only articles dated on or before this day (YYYY-MM-DD).")]
+    = None,
     session: Annotated[str | None, typer.Option("--session", "-s", help="Continue this conversation.")] = None,
     cont: Annotated[bool, typer.Option("--continue", "-c", help="Continue the last conversation.")] = False,
     data_dir: DataDir = None,
@@ -182,7 +186,6 @@ def ask(
 
     Each answer is part of a conversation (its id is printed): `-c` asks a follow-up in the last one.
     """
-    from rag.models import SearchFilters
 
     if not question.strip():
         err.print("[red]error:[/red] the question is empty")
@@ -193,7 +196,7 @@ def ask(
         if session is None:
             err.print("[red]error:[/red] there is no earlier conversation to continue: ask without -c first")
             raise typer.Exit(2)
-    filters = SearchFilters(doc_ids=doc) if doc else None
+    filters = _filters(doc, since, until)
     server = running_server(settings)
     if server is not None:
         _via(server, settings)
@@ -210,6 +213,26 @@ def ask(
         sys.stdout.write(json.dumps(answer.model_dump(mode="json"), ensure_ascii=False, indent=2) + "\n")
     else:
         print_answer(answer)
+
+
+def _filters(doc: list[str] | None, since: str | None, until: str | None) -> SearchFilters | None:
+    from datetime import date
+
+    from rag.models import SearchFilters
+
+    days: list[date | None] = []
+    for name, value in (("--from", since), ("--to", until)):
+        try:
+            days.append(date.fromisoformat(value) if value else None)
+        except ValueError:
+            err.print(f"[red]error:[/red] {name} {value!r}: give a day as YYYY-MM-DD")
+            raise typer.Exit(2) from None
+    if days[0] and days[1] and days[0] > days[1]:
+        err.print(f"[red]error:[/red] --from {since} is after --to {until}")
+        raise typer.Exit(2)
+    if not (doc or days[0] or days[1]):
+        return None
+    return SearchFilters(doc_ids=doc or None, date_from=days[0], date_to=days[1])
 
 
 def _ask_here(settings: Settings, question: str, session: str | None, top_k: int | None,

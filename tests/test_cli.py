@@ -175,3 +175,23 @@ def test_continuing_without_a_conversation_or_with_an_unknown_one_says_so(tmp_pa
     assert code == 2 and "no earlier conversation" in err
     code, _, err = sanad("ask", "--session", "nope", "ومتى عقد؟", "--data-dir", str(data_dir))
     assert code == 2 and "No conversation with id 'nope'" in err
+
+
+def test_ask_within_a_date_range(tmp_path: Path) -> None:
+    folder = tmp_path / "data"
+    archive = tmp_path / "fires.jsonl"
+    rows = [{"id": "fire-july", "date": "2015-07-22", "title": "حريق في جدة",
+             "text": "اندلع حريق في مستودع للأخشاب في جدة وأخمدته فرق الدفاع المدني خلال ثلاث ساعات."},
+            {"id": "fire-august", "date": "2015-08-05", "title": "حريق في جدة",
+             "text": "اندلع حريق في مستودع للأقمشة في جدة وأخمدته فرق الدفاع المدني خلال ساعة واحدة."}]
+    archive.write_text("\n".join(json.dumps(r, ensure_ascii=False) for r in rows) + "\n", encoding="utf-8")
+    assert sanad("index", str(archive), "--data-dir", str(folder))[0] == 0
+    question = "كم استغرق إخماد حريق المستودع في جدة؟"
+    for args, want in ((["--from", "2015-08-01"], {"fire-august"}), (["--to", "2015-07-31"], {"fire-july"})):
+        result = runner.invoke(app, ["ask", "--json", question, *args, "--data-dir", str(folder)])
+        assert result.exit_code == 0, result.stderr
+        assert {c["doc_id"] for c in json.loads(result.stdout)["citations"]} == want
+    code, _, err = sanad("ask", question, "--from", "2015-08-10", "--to", "2015-08-01", "--data-dir", str(folder))
+    assert code == 2 and "is after" in err
+    code, _, err = sanad("ask", question, "--from", "last week", "--data-dir", str(folder))
+    assert code == 2 and "YYYY-MM-DD" in err

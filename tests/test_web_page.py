@@ -126,6 +126,10 @@ def is_chat(response: Any) -> bool:
     return response.url.endswith("/v1/chat") and response.request.method == "POST"
 
 
+def is_chat_request(request: Any) -> bool:
+    return request.url.endswith("/v1/chat") and request.method == "POST"
+
+
 def last_assistant(page: Any) -> Any:
     return page.locator('#messages > li[data-role="assistant"]').last
 
@@ -631,6 +635,33 @@ def test_a_syndicated_story_shows_the_other_outlets(page: Any) -> None:
         assert link.count() == 1 and link.get_attribute("href") == other["url"]
     finally:
         for doc in copies:
+            page.request.delete(f"/v1/documents/{doc['id']}")
+
+
+def test_a_date_range_limits_what_is_searched(page: Any) -> None:
+    """Two dated reports of one kind of event: with a date range set, the answer comes from the one inside it."""
+    docs = [{"id": "web-date-july", "title": "Fire in Jeddah", "date": "2015-07-22",
+             "text": "Fire in Jeddah\nA fire broke out at a timber warehouse in Jeddah and was put out in three "
+                     "hours."},
+            {"id": "web-date-august", "title": "Fire in Jeddah", "date": "2015-08-05",
+             "text": "Fire in Jeddah\nA fire broke out at a textile warehouse in Jeddah and was put out in one hour."}]
+    page.goto("/")
+    try:
+        for doc in docs:
+            assert page.request.post("/v1/documents", data=doc).status == 201
+        page.click('[data-testid="date-toggle"]')
+        page.fill('[data-testid="date-from"]', "2015-08-01")
+        with page.expect_request(is_chat_request) as sent:
+            _, answer = ask(page, "How long did it take to put out the warehouse fire in Jeddah?")
+        assert json.loads(sent.value.post_data or "{}")["filters"] == {"date_from": "2015-08-01"}
+        assert {c["doc_id"] for c in answer["citations"]} == {"web-date-august"}
+        assert "on" in (page.get_attribute('[data-testid="date-toggle"]', "class") or "")
+        page.click('[data-testid="date-clear"]')
+        with page.expect_request(is_chat_request) as sent:
+            ask(page, "How long did it take to put out the timber warehouse fire in Jeddah?")
+        assert "filters" not in json.loads(sent.value.post_data or "{}")
+    finally:
+        for doc in docs:
             page.request.delete(f"/v1/documents/{doc['id']}")
 
 

@@ -90,3 +90,15 @@ def run_all(out: Out = RESULTS, repeats: Repeats = 3) -> None:
         fn()
         times[name] = time.perf_counter() - t
     console.print("runtimes: " + ", ".join(f"{k} {v:.0f} s" for k, v in times.items()))
+
+
+@bench_app.command()
+def stories(
+    paths: Annotated[list[Path], typer.Argument(help="An archive: files or folders (e.g. the SaudiNewsNet day zips).")],
+    out: Out = RESULTS,
+    sample: Annotated[int, typer.Option(help="Flagged pairs written out to check by eye.")] = 50,
+) -> None:
+    """Near-duplicate (syndicated) articles in an archive, and a random sample of flagged pairs."""
+    from evals.bench import stories as mod
+
+    mod.run(paths, out, sample=sample)
