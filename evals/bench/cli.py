@@ -102,3 +102,18 @@ def stories(
     from evals.bench import stories as mod
 
     mod.run(paths, out, sample=sample)
+
+
+@bench_app.command()
+def archive(
+    paths: Annotated[list[Path], typer.Argument(help="The archive: files or folders (e.g. the SaudiNewsNet zips).")],
+    gold: Annotated[list[Path], typer.Option("--gold", help="Gold JSONL over the archive (repeatable).")],
+    out: Out = RESULTS,
+    dense: Annotated[str, typer.Option(help="Dense pass: all, sample (timed and projected) or none.")] = "sample",
+    sample: Annotated[int, typer.Option(help="Chunks filled with --dense sample.")] = 400,
+    data_dir: Annotated[Path | None, typer.Option(help="Keep the index here (default: a temporary folder).")] = None,
+) -> None:
+    """A news archive on one machine: time to searchable, disk, memory, answers at full size, bm25s, dense pass."""
+    from evals.bench import archive as mod
+
+    mod.run(paths, gold, out, dense=dense, sample=sample, data_dir=data_dir)
