@@ -21,7 +21,7 @@ from pathlib import Path
 from qdrant_client import models
 
 from index.chunker import Chunk, Chunker
-from index.readers import IndexSummary, Outcome, Skipped, iter_files, read_path  # noqa: F401 (re-exported)
+from index.readers import IndexSummary, Outcome, Skipped, collection_limit, iter_files, read_path  # noqa: F401 (re-exported)
 from index.stories import StoryIndex
 from rag.embedding import CachedEmbedder, EmbedderUnavailable
 from rag.lexical import LexicalEncoder
@@ -50,6 +50,7 @@ class Indexer:
         """``defer_dense``: index lexically now and leave the dense vectors to :meth:`fill_dense` (bulk runs:
         the articles are searchable long before the encoder is through them)."""
         self.defer_dense = defer_dense
+        self.feed_timeout = 20.0  # seconds per feed URL (FeedSettings.timeout)
         self.store = store
         self.encoder = encoder
         self.embedder = embedder
@@ -72,8 +73,9 @@ class Indexer:
             return None
         return vectors.tolist()  # type: ignore[no-any-return]
 
-    def index_article(self, article: Article) -> tuple[Outcome, int]:
-        """Index one article; returns what happened and its chunk count."""
+    def index_article(self, article: Article, defer_dense: bool | None = None) -> tuple[Outcome, int]:
+        """Index one article; returns what happened and its chunk count. ``defer_dense`` overrides the
+        indexer's own choice for this article."""
         if len(article.text) > self.settings.max_document_chars:
             raise ValueError(f"document too long ({len(article.text)} characters > {self.settings.max_document_chars})")
         digest = content_hash(article)
@@ -84,7 +86,8 @@ class Indexer:
         story, minhash = self.stories.assign(article.id, article.text[article.body_start :])
         if not chunks:
             raise ValueError("no text to index")
-        dense = None if self.defer_dense else self._dense(chunks)
+        defer = self.defer_dense if defer_dense is None else defer_dense
+        dense = None if defer else self._dense(chunks)
         points = []
         for i, c in enumerate(chunks):
             vector: dict[str, models.Vector] = {LEXICAL: self.encoder.document(c.text)}
@@ -105,7 +108,7 @@ class Indexer:
                 "story_id": story,
             }
             if self.embedder is not None:
-                payload["dense"] = dense is not None  # False: fill_dense adds the vector later
+                payload["dense"] = int(dense is not None)  # 0: fill_dense adds the vector later
             points.append(
                 models.PointStruct(id=chunk_point_id(article.id, c.index, c.text), vector=vector, payload=payload)
             )
@@ -156,7 +159,7 @@ class Indexer:
                 log.warning("Dense vectors cannot be computed here: %s. Retrieval stays lexical.", exc)
                 break
             points = [
-                models.PointStruct(id=pid, payload={**pl, "dense": True},
+                models.PointStruct(id=pid, payload={**pl, "dense": 1},
                                    vector={LEXICAL: self.encoder.document(pl["text"]), DENSE: vec.tolist()})
                 for (pid, pl), vec in zip(pending, vectors, strict=True)
             ]
@@ -173,6 +176,7 @@ class Indexer:
         articles: Iterable[Article | Skipped],
         summary: IndexSummary | None = None,
         on_item: Callable[[str], None] | None = None,
+        defer_dense: bool | None = None,
     ) -> IndexSummary:
         summary = summary or IndexSummary()
         t0 = time.perf_counter()
@@ -181,7 +185,7 @@ class Indexer:
                 summary.skipped.append(item)
             else:
                 try:
-                    summary.count(*self.index_article(item))
+                    summary.count(*self.index_article(item, defer_dense))
                 except ValueError as exc:
                     summary.skipped.append(Skipped(item.id, str(exc)))
             if on_item:
@@ -195,12 +199,20 @@ class Indexer:
         on_file: Callable[[Path], None] | None = None,
         files: list[Path] | None = None,
         on_item: Callable[[str], None] | None = None,
+        urls: list[str] | None = None,
     ) -> IndexSummary:
+        """Index files (read with the settings' field mapping) and feed ``urls``; then merge segments."""
+        from index.feeds import read_url
+
         summary = IndexSummary()
+        fields = self.settings.field_map
         for f in files if files is not None else list(iter_files(paths)):
-            self.index_articles(read_path(f, self.settings.max_file_bytes), summary, on_item=on_item)
+            self.index_articles(read_path(f, self.settings.max_file_bytes, fields), summary, on_item=on_item)
             if on_file:
                 on_file(f)
+        for url in urls or []:
+            items = read_url(url, collection_limit(self.settings.max_file_bytes), self.feed_timeout)
+            self.index_articles(items, summary, on_item=on_item)
         if summary.added or summary.updated:
             t0 = time.perf_counter()
             self.store.optimize()

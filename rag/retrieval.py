@@ -56,6 +56,7 @@ class Retriever:
         self._warned = False
         self._dense_ok = False
         self._dense_checked = -_DENSE_RECHECK
+        self._probed = False
 
     def dense_ready(self) -> bool:
         """Whether every chunk has its dense vector. While a bulk run's vectors are still being filled in,
@@ -72,10 +73,26 @@ class Retriever:
                 log.debug("dense state unknown: %s", exc)
         return self._dense_ok
 
+    def recheck_dense(self) -> None:
+        """Read the store's dense state again at the next search (after vectors were filled in)."""
+        self._dense_ok = False
+        self._dense_checked = -_DENSE_RECHECK
+
     def query_vector(self, query: str) -> list[float] | None:
         """The question's dense vector, or ``None`` (no embedder, vectors still being filled in, or it failed:
         retrieval is then lexical)."""
-        if self.embedder is None or not self.dense_ready():
+        if self.embedder is None:
+            return None
+        if not self.dense_ready():
+            if not self._probed:  # say once if the encoder cannot run here at all (not only: still filling)
+                self._probed = True
+                try:
+                    self.embedder.embed_query(query)
+                except EmbedderUnavailable as exc:
+                    self._warned = True
+                    log.warning("Dense retrieval is off: %s. Answers use lexical retrieval only.", exc)
+                except EmbeddingError:
+                    pass
             return None
         try:
             return self.embedder.embed_query(query)

@@ -7,7 +7,7 @@ instance, so a test builds the system on a fresh folder or ``:memory:``.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -85,6 +85,58 @@ class IndexSettings(BaseModel):
     story_threshold: float = Field(default=0.7, gt=0, le=1)
     max_file_bytes: int = Field(default=5_000_000, ge=1)
     max_document_chars: int = Field(default=2_000_000, ge=1)
+    fields: str = Field(default="", description="Record fields (JSON, JSONL, CSV) under names the readers do not "
+                        "know, as target=name pairs: 'text=story_body,title=hed,date=pub_time'.")
+
+    FIELD_TARGETS: ClassVar[tuple[str, ...]] = ("id", "title", "text", "date", "source", "url", "author")
+
+    @field_validator("fields")
+    @classmethod
+    def _known_targets(cls, v: str) -> str:
+        cls.parse_fields(v)
+        return v
+
+    @classmethod
+    def parse_fields(cls, spec: str) -> dict[str, str]:
+        """``"text=story_body,title=hed"`` as ``{"text": "story_body", "title": "hed"}``; ValueError for an
+        unknown target or a pair that is not ``target=name``."""
+        mapping: dict[str, str] = {}
+        for pair in (p.strip() for p in spec.split(",")):
+            if not pair:
+                continue
+            target, eq, name = (s.strip() for s in pair.partition("="))
+            if not eq or not target or not name:
+                raise ValueError(f"'{pair}' is not target=name (e.g. text=story_body)")
+            if target.lower() not in cls.FIELD_TARGETS:
+                raise ValueError(f"unknown field '{target}' in '{pair}': map one of {', '.join(cls.FIELD_TARGETS)}")
+            if target.lower() in mapping:
+                raise ValueError(f"'{target}' is mapped twice")
+            mapping[target.lower()] = name
+        return mapping
+
+    @property
+    def field_map(self) -> dict[str, str]:
+        return self.parse_fields(self.fields)
+
+
+class FeedSettings(BaseModel):
+    """RSS/Atom feeds ``sanad serve`` polls (``index/feeds.py``)."""
+
+    urls: str = Field(default="", description="Comma-separated feed URLs; empty means no polling.")
+    interval_seconds: float = Field(default=900.0, gt=0, description="Pause between polls of the feeds.")
+    timeout: float = Field(default=20.0, gt=0, description="Seconds for one feed's request.")
+
+    @field_validator("urls")
+    @classmethod
+    def _http_urls(cls, v: str) -> str:
+        for url in (u.strip() for u in v.split(",")):
+            if url and not url.lower().startswith(("http://", "https://")):
+                raise ValueError(f"'{url}' is not an http(s) URL")
+        return v
+
+    @property
+    def url_list(self) -> list[str]:
+        return [u.strip() for u in self.urls.split(",") if u.strip()]
 
 
 class RetrievalSettings(BaseModel):
@@ -140,6 +192,8 @@ class ServiceSettings(BaseModel):
     max_body_bytes: int = Field(default=6_000_000, ge=1024)
     max_turns: int = Field(default=200, ge=2, description="Turns kept per conversation; older ones are dropped.")
     history_turns: int = Field(default=6, ge=0, description="Recent turns used to understand a follow-up.")
+    fill_dense: bool = Field(default=True, description="Fill in the dense vectors a bulk `sanad index` left "
+                             "pending, in the background while answering.")
     sources_in_content: bool = Field(default=True, description="On /v1/chat/completions, end the message with a "
                                      "sources block generic clients show (the `citations` field stays).")
     rate_limit_per_minute: int = Field(default=120, ge=0, description="Per API key; 0 disables the limit.")
@@ -192,6 +246,7 @@ class Settings(BaseSettings):
     answer: AnswerSettings = AnswerSettings()
     service: ServiceSettings = ServiceSettings()
     slack: SlackSettings = SlackSettings()
+    feeds: FeedSettings = FeedSettings()
     # SANAD_API_KEYS: comma-separated bearer keys; empty means the API is open.
     api_keys: str = ""
     # SANAD_API_KEY: the key the CLI sends to a server that holds the data folder (default: the first of

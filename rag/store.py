@@ -147,7 +147,7 @@ class PassageStore:
                 self.client.create_payload_index(self.chunks, "doc_id", models.PayloadSchemaType.KEYWORD)
                 self.client.create_payload_index(self.chunks, "date_num", models.PayloadSchemaType.INTEGER)
                 self.client.create_payload_index(self.chunks, "story_id", models.PayloadSchemaType.KEYWORD)
-                self.client.create_payload_index(self.chunks, "dense", models.PayloadSchemaType.BOOL)
+                self.client.create_payload_index(self.chunks, "dense", models.PayloadSchemaType.INTEGER)
         if not self.client.collection_exists(self.documents):
             self.client.create_collection(self.documents, vectors_config={})
             with warnings.catch_warnings():
@@ -251,7 +251,8 @@ class PassageStore:
         return sorted((dict(p.payload or {}) for p in points), key=lambda pl: pl.get("chunk_index", 0))
 
     # -- dense vectors filled in after a bulk run -------------------------------
-    _PENDING = models.Filter(must=[models.FieldCondition(key="dense", match=models.MatchValue(value=False))])
+    # ``dense`` is 0 (to come) or 1, not a bool: qdrant-edge 0.9 matches no point on a bool value.
+    _PENDING = models.Filter(must=[models.FieldCondition(key="dense", match=models.MatchValue(value=0))])
 
     def count_dense_pending(self) -> int:
         """Chunks indexed lexically whose dense vector is still to come (0 for a store without an embedder)."""

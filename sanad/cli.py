@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
+from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.panel import Panel
 from rich.progress import (
     BarColumn,
@@ -25,6 +28,7 @@ from rag.settings import Settings
 from sanad.remote import RemoteError, SanadClient, Server, running_server
 
 if TYPE_CHECKING:  # the engine pulls in llama-index and qdrant-client: imported by the commands that need it
+    from index.ingest import Indexer
     from index.readers import IndexSummary
     from rag.engine import Sanad
     from rag.models import Answer, SearchFilters
@@ -75,7 +79,13 @@ def open_engine(settings: Settings, rebuild: bool = False) -> Sanad:
 
 @app.command()
 def index(
-    paths: Annotated[list[Path], typer.Argument(help="Files or folders: .txt .md .html .jsonl")],
+    paths: Annotated[list[str], typer.Argument(
+        help="Files, folders or feed URLs: .txt .md .html .json .jsonl .csv, RSS/Atom (.rss .atom .xml, or an "
+        "http(s):// address), .zip archives of these.")],
+    fields: Annotated[str | None, typer.Option(
+        "--fields", help="Record fields (JSON, JSONL, CSV) under other names, as target=name pairs, e.g. "
+        "text=story_body,title=hed,date=pub_time (targets: id title text date source url author; "
+        "default: SANAD_INDEX__FIELDS).")] = None,
     rebuild: Annotated[bool, typer.Option(
         "--rebuild", help="Drop the stored index first and build it afresh with the current settings "
         "(after changing a setting the index records).")] = False,
@@ -84,20 +94,32 @@ def index(
     """Index articles (idempotent: unchanged ones are skipped, changed ones replaced)."""
     from index.ingest import Indexer
     from index.readers import iter_files
+    from rag.settings import IndexSettings
 
-    missing = [p for p in paths if not p.exists()]
+    urls = [p for p in paths if p.lower().startswith(("http://", "https://"))]
+    local = [Path(p) for p in paths if p not in urls]
+    missing = [p for p in local if not p.exists()]
     if missing:
         for p in missing:
             err.print(f"[red]error:[/red] {p}: no such file or folder")
         raise typer.Exit(2)
     settings = load_settings(data_dir)
+    if fields is not None:
+        try:
+            IndexSettings.parse_fields(fields)
+        except ValueError as exc:
+            err.print(f"[red]error:[/red] --fields: {exc}")
+            raise typer.Exit(2) from None
+        settings.index.fields = fields
     server = running_server(settings)
     if server is not None:
-        if rebuild:
+        refused = ("rebuild the index" if rebuild else "index a feed URL" if urls
+                   else "index with --fields" if fields else None)
+        if refused:
             err.print(f"[red]error:[/red] a Sanad server at {server.url} (pid {server.pid}) holds {settings.data_dir}: "
-                      "stop it to rebuild the index.")
+                      f"stop it to {refused}.")
             raise typer.Exit(2)
-        _index_remote(server, settings, paths)
+        _index_remote(server, settings, local)
         return
     if "threads" not in settings.embed.model_fields_set:
         # Indexing is throughput work: every core for the encoder (measured 1.65x faster on 2 cores). The
@@ -105,33 +127,81 @@ def index(
         settings.embed.threads = max(1, min(os.cpu_count() or 1, 8))
     engine = open_engine(settings, rebuild=rebuild)
     try:
-        indexer = Indexer(engine.store, engine.encoder, engine.embedder, settings.index)
-        files = list(iter_files(paths))
-        # Files are counted; a JSONL file holds an unknown number of articles, so then articles are.
-        streams = any(f.suffix.lower() == ".jsonl" for f in files)
-        with progress_bar(disable=len(files) < 2 and not streams) as progress:
-            if streams:
-                task = progress.add_task("indexing articles", total=_count_lines(files))
-                summary = indexer.index_paths(paths, files=files, on_item=lambda _: progress.advance(task))
-            else:
-                task = progress.add_task("indexing", total=len(files))
-                summary = indexer.index_paths(paths, files=files, on_file=lambda _: progress.advance(task))
+        # Two passes: every article searchable (lexically) first, then the dense vectors, resumably.
+        indexer = Indexer(engine.store, engine.encoder, engine.embedder, settings.index, defer_dense=True)
+        indexer.feed_timeout = settings.feeds.timeout
+        summary = _index_here(indexer, list(iter_files(local)), urls)
+        ok = _print_summary(summary)
+        _fill_dense(indexer)
     finally:
         engine.close()
-    _print_summary(summary)
+    if not ok:
+        raise typer.Exit(1)
 
 
-def _print_summary(summary: IndexSummary) -> None:
+def _index_here(indexer: Indexer, files: list[Path], urls: list[str]) -> IndexSummary:
+    """The lexical pass, with a progress bar: files are counted, or articles when a file holds many."""
+    from index.readers import COLLECTIONS
+
+    # A collection (JSONL, JSON, CSV, a feed, an archive) holds an unknown number of articles: then articles
+    # are counted (ahead of time for JSONL only).
+    kinds = {f.suffix.lower() for f in files}
+    streams = bool(urls or kinds & COLLECTIONS)
+    total: int | None = len(files)
+    if streams:
+        total = None if urls or kinds & (COLLECTIONS - {".jsonl"}) else _count_lines(files)
+    with progress_bar(disable=len(files) + len(urls) < 2 and not streams) as progress:
+        task = progress.add_task("indexing articles" if streams else "indexing", total=total)
+        return indexer.index_paths(
+            [], files=files, urls=urls, on_item=(lambda _: progress.advance(task)) if streams else None,
+            on_file=None if streams else (lambda _: progress.advance(task)))
+
+
+def _fill_dense(indexer: Indexer) -> None:
+    """The dense pass, with progress and ETA. Interrupted, it leaves a searchable index; the next run goes on."""
+    pending = indexer.store.count_dense_pending()
+    if not pending or indexer.embedder is None:
+        return
+    err.print(f"[dim]searchable now (lexical); dense vectors for {pending} chunks follow. Ctrl-C stops safely: "
+              "`sanad index` again continues where it stopped.[/dim]")
+    try:
+        with progress_bar() as progress:
+            task = progress.add_task("dense vectors", total=pending)
+            done = indexer.fill_dense(batch=16, on_batch=lambda n: progress.advance(task, n))
+    except KeyboardInterrupt:
+        left = indexer.store.count_dense_pending()
+        err.print(f"[yellow]stopped: {left} chunks still without dense vectors (retrieval stays lexical until "
+                  "they have them); run `sanad index` again to go on.[/yellow]")
+        raise typer.Exit(130) from None
+    left = indexer.store.count_dense_pending()
+    if left:
+        err.print(f"[yellow]{left} chunks have no dense vector (the encoder cannot run here): retrieval is "
+                  "lexical.[/yellow]")
+    else:
+        err.print(f"[dim]dense vectors: {done} chunks done[/dim]")
+
+
+_SKIPPED_LISTED = 10  # more skipped items than this: the first few, then a count per reason
+
+
+def _print_summary(summary: IndexSummary) -> bool:
+    """Print what indexing did; False when it indexed nothing and skipped something (exit 1)."""
     skipped = summary.skipped
-    for s in skipped:
-        err.print(f"[yellow]skipped[/yellow] {s.path}: {s.reason}")
+    listed = skipped if len(skipped) <= _SKIPPED_LISTED else skipped[:5]
+    for s in listed:
+        err.print(f"[yellow]skipped[/yellow] {escape(s.path)}: {escape(s.reason)}")
+    if len(listed) < len(skipped):
+        # "too large (123 bytes > 100)" and "too large (456 bytes > 100)" are one reason.
+        reasons = Counter(re.sub(r"\s*\(.*?\)", "", s.reason).strip() or s.reason for s in skipped)
+        err.print(f"[yellow]… and {len(skipped) - len(listed)} more skipped; all {len(skipped)} by reason:[/yellow]")
+        for reason, n in reasons.most_common():
+            err.print(f"  {n} skipped: {escape(reason)}")
     console.print(
         f"{summary.documents} documents ({summary.added} added, {summary.updated} updated, "
         f"{summary.unchanged} unchanged), {summary.chunks} chunks, {len(skipped)} skipped, "
         f"{summary.seconds:.2f} s"
     )
-    if skipped and not summary.documents:
-        raise typer.Exit(1)
+    return not (skipped and not summary.documents)
 
 
 def _via(server: Server, settings: Settings) -> None:
@@ -154,7 +224,8 @@ def _index_remote(server: Server, settings: Settings, paths: list[Path]) -> None
             summary = client.index_files(files, on_file=lambda _: bar.advance(task))
         except RemoteError as exc:
             raise _remote_failed(exc) from None
-    _print_summary(summary)
+    if not _print_summary(summary):
+        raise typer.Exit(1)
 
 
 def print_answer(answer: Answer) -> None:

@@ -3,7 +3,8 @@
 :class:`Runtime` opens the engine (unless one is given, which stays the caller's to
 close), the conversation store under ``data_dir``, and for the embedded on-disk store
 writes ``data_dir/sanad-server.json`` naming this process; it starts the retention task
-that deletes old and surplus conversations (``service/retention.py``).
+that deletes old and surplus conversations (``service/retention.py``), and with
+``SANAD_FEEDS__URLS`` the task that polls those feeds and indexes what is new (``index/feeds.py``).
 
 A Qdrant server (``qdrant.url``) that cannot be reached does not stop the start: the
 runtime keeps ``store_error`` (``/readyz`` and the API answer 503 with it) and reconnects
@@ -20,7 +21,10 @@ from collections.abc import Callable
 
 import anyio
 
+from index.feeds import FeedPoller
+from index.readers import IndexSummary, Skipped, collection_limit
 from rag.engine import Sanad
+from rag.models import Article
 from rag.settings import Settings
 from rag.store import StoreUnavailable
 from service.conversations import ConversationStore
@@ -47,6 +51,11 @@ class Runtime:
         self._owner_written = False
         self._stopping = asyncio.Event()
         self._retry: asyncio.Task[None] | None = None
+        self._feeds: asyncio.Task[None] | None = None
+        self._dense: asyncio.Task[None] | None = None
+        self._dense_stop = threading.Event()
+        self._dense_again = False
+        self._feeds_scope: anyio.CancelScope | None = None
 
     async def start(self) -> None:
         """Open everything; with an unreachable Qdrant server, start anyway and reconnect in the background.
@@ -74,6 +83,8 @@ class Runtime:
         self._stopping.set()
         if self._retry is not None:
             await self._retry
+        await self._stop_feeds()  # before the engine it indexes into is closed
+        await self._stop_dense()
         self.state = None
         self._on_change(self)
         if self.retention is not None:
@@ -98,12 +109,97 @@ class Runtime:
         if embedded_store(settings):
             write_owner(settings)
             self._owner_written = True
+        loop = asyncio.get_running_loop()
         self.state = ServiceState(settings=settings, engine=engine, conversations=self._conversations,
-                                  metrics=self.metrics, write_lock=threading.Lock())
+                                  metrics=self.metrics, write_lock=threading.Lock(),
+                                  on_dense_pending=lambda: self._soon(loop, self._start_dense))
         # Old and surplus conversations are deleted in the background, never in an answer's way.
         self.retention = Retention(self._conversations, settings.service)
         self.retention.start()
         self._set_error(None)
+        self._start_feeds()
+        self._start_dense()
+
+    @staticmethod
+    def _soon(loop: asyncio.AbstractEventLoop, fn: Callable[[], None]) -> None:
+        loop.call_soon_threadsafe(fn)  # from a worker thread (an upload being indexed)
+
+    def _start_dense(self) -> None:
+        """Fill in the dense vectors a bulk ``sanad index`` left pending, in the background, one batch at a
+        time under the write lock. Meanwhile retrieval is lexical, so answers do not wait for the encoder."""
+        state = self.state
+        if state is None or state.engine.embedder is None or not self.settings.service.fill_dense:
+            return
+        if self._dense is not None and not self._dense.done():
+            self._dense_again = True  # more arrived while filling: one more pass when this one ends
+            return
+        stop = self._dense_stop
+
+        def fill() -> int:
+            if state.engine.store.count_dense_pending() == 0:
+                return 0
+            log.info("Filling in dense vectors in the background (retrieval is lexical until done)")
+            done = state.indexer.fill_dense(batch=4, stop=stop, write_lock=state.write_lock)
+            state.engine.retriever.recheck_dense()
+            log.info("Dense vectors: %d chunks filled%s", done, " (stopped)" if stop.is_set() else "")
+            return done
+
+        async def run() -> None:
+            self._dense_again = True
+            while self._dense_again and not stop.is_set():
+                self._dense_again = False
+                try:
+                    await anyio.to_thread.run_sync(fill)
+                except Exception:  # the service answers lexically on; the next start tries again
+                    log.exception("Filling in dense vectors failed")
+                    return
+
+        self._dense = asyncio.create_task(run())
+
+    async def _stop_dense(self) -> None:
+        task, self._dense = self._dense, None
+        if task is not None:
+            self._dense_stop.set()  # after the batch in progress
+            await task
+
+    def _start_feeds(self) -> None:
+        feeds, state = self.settings.feeds, self.state
+        if not feeds.url_list or state is None:
+            return
+
+        def index(items: list[Article | Skipped]) -> IndexSummary:
+            with state.write_lock:  # one writer at a time, as for uploads
+                return state.indexer.index_articles(items)
+
+        poller = FeedPoller(feeds.url_list, index, timeout=feeds.timeout,
+                            max_bytes=collection_limit(self.settings.index.max_file_bytes))
+        self._feeds = asyncio.create_task(self._poll_feeds(poller))
+
+    async def _poll_feeds(self, poller: FeedPoller) -> None:
+        """Poll the feeds now and then every interval until stopped; a failing feed is logged and polled
+        again next time. Runs in a cancel scope: :meth:`stop` cancels it without abandoning a worker
+        thread that is indexing (anyio waits for it)."""
+        interval = self.settings.feeds.interval_seconds
+        with anyio.CancelScope() as self._feeds_scope:
+            while not self._stopping.is_set():
+                try:
+                    for result in await poller.poll_once():
+                        (log.warning if result.error else log.info)("%s", result.describe())
+                except Exception:
+                    log.exception("Polling the feeds failed; trying again in %g s", interval)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stopping.wait(), timeout=interval)
+
+    async def _stop_feeds(self) -> None:
+        task, self._feeds = self._feeds, None
+        if task is None:
+            return
+        if self._feeds_scope is not None:
+            self._feeds_scope.cancel()
+        else:  # not started yet: nothing runs in a thread
+            task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
 
     async def _reconnect(self) -> None:
         """Keep trying a Qdrant server that was down at start-up; serve once it answers."""

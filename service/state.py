@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,6 +24,8 @@ class ServiceState:
     metrics: Metrics
     # Index writes (add, replace, delete) one at a time: an article's chunks and record change together.
     write_lock: threading.Lock = field(default_factory=threading.Lock)
+    # Called after a bulk upload left dense vectors pending: the runtime fills them in the background.
+    on_dense_pending: Callable[[], None] | None = None
 
     @functools.cached_property
     def chat(self) -> Conversations:

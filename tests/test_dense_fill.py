@@ -2,17 +2,26 @@
 
 from __future__ import annotations
 
+import json
+import os
+import signal
+import subprocess
+import sys
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+from fastapi.testclient import TestClient
 
 from index.ingest import Indexer
 from rag.engine import Sanad
 from rag.models import Article
 from rag.settings import Settings
 from rag.store import DENSE
+from service.app import create_app
 from tests.conftest import SEEDS
 
 EN_Q = "Who took part in the emergency security meeting held in Cairo?"
@@ -72,3 +81,71 @@ def test_a_chunk_replaced_while_its_vector_was_computed_is_not_written_back(engi
     indexer.fill_dense()
     assert engine.store.count_chunks("doha") == engine.store.get_document("doha")["chunks"]
     assert all("القاهرة" in p.text for p in engine.search("اجتماع الوسطاء"))
+
+
+def wait_for(check: Any, timeout: float = 120.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if value := check():
+            return value
+        time.sleep(0.1)
+    raise AssertionError("timed out")
+
+
+def test_the_service_fills_the_vectors_in_the_background_while_it_answers(engine: Sanad) -> None:
+    deferred(engine).index_paths([SEEDS])
+    chunks = engine.store.count_chunks()
+    with TestClient(create_app(engine.settings, engine)) as client:
+        assert client.post("/v1/chat", json={"question": "من يرأس وفد حماس في مفاوضات القاهرة؟"}).json()["answerable"]
+        dense = wait_for(lambda: (d := client.get("/readyz").json()["store"]["dense"])["pending"] == 0 and d)
+        assert dense == {"done": chunks, "pending": 0, "retrieval": "hybrid"}
+        assert client.get("/v1/documents").json()["dense_pending"] == 0
+        answer = client.post("/v1/chat", json={"question": EN_Q}).json()
+        assert answer["answerable"] and "003_046bdc7566d0cd7e" in {c["doc_id"] for c in answer["citations"]}
+    assert len(dense_ids(engine)) == chunks
+
+
+def test_an_uploaded_archive_is_searchable_at_once_and_dense_soon_after(engine: Sanad, tmp_path: Path) -> None:
+    rows = [{"id": f"brief-{i}", "title": f"خبر {i}", "date": "2015-07-22",
+             "text": f"افتتحت البلدية الحديقة رقم {i} في حي النسيم بمساحة {1000 + i} متر مربع وزودتها بممرات للمشاة."}
+            for i in range(25)]
+    with TestClient(create_app(engine.settings, engine)) as client:
+        r = client.post("/v1/documents", files={"file": ("briefs.json", json.dumps(rows, ensure_ascii=False))})
+        assert r.status_code == 201 and len(r.json()["documents"]) == 25
+        hit = client.post("/v1/search", json={"query": "الحديقة رقم 7 في حي النسيم"}).json()["passages"][0]
+        assert hit["doc_id"] == "brief-7"
+        wait_for(lambda: client.get("/v1/documents").json()["dense_pending"] == 0)
+    assert len(dense_ids(engine)) == engine.store.count_chunks()
+
+
+def test_sanad_index_killed_in_the_dense_pass_is_searchable_and_resumes(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SANAD_")}
+    env.update(PYTHONUNBUFFERED="1", SANAD_EMBED__CACHE_PATH=str(tmp_path / "cold.sqlite3"))  # nothing cached
+    cmd = [sys.executable, "-m", "sanad.cli", "index", str(SEEDS), "--data-dir", str(data)]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert proc.stderr is not None
+    lines = []
+    for line in proc.stderr:
+        lines.append(line)
+        if "searchable now" in line:
+            proc.send_signal(signal.SIGKILL)  # killed while the first batch is being encoded
+            break
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == -signal.SIGKILL, "".join(lines)
+    assert "5 documents (5 added" in out
+
+    asked = subprocess.run([sys.executable, "-m", "sanad.cli", "ask", "--json", "من يرأس وفد حماس في مفاوضات القاهرة؟",
+                            "--data-dir", str(data)], env=env, capture_output=True, text=True, timeout=120)
+    assert asked.returncode == 0 and "خليل الحية" in json.loads(asked.stdout)["answer"]  # lexical meanwhile
+
+    again = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stderr
+    assert "5 documents (0 added, 0 updated, 5 unchanged)" in again.stdout
+    assert "chunks done" in again.stderr
+    eng = Sanad.open(Settings(data_dir=data, embed={"cache_path": tmp_path / "cold.sqlite3"}))  # type: ignore[arg-type]
+    try:
+        assert eng.store.count_dense_pending() == 0
+        assert len(dense_ids(eng)) == eng.store.count_chunks() == sum(d["chunks"] for d in eng.store.list_documents())
+    finally:
+        eng.close()

@@ -176,8 +176,7 @@ def run(paths: list[Path], gold: list[Path], out: Path, dense: str = "sample", s
         rep.table("Dense pass", ["chunks", "filled", "seconds", "chunks/s", "projected h (all)"],
                   [[pending, filled, seconds, rate, data["dense_pass"]["projected_hours_for_all"]]], digits=2)
         if engine.store.count_dense_pending() == 0:
-            engine.retriever._dense_ok = False  # noqa: SLF001 - re-read the store's state now
-            engine.retriever._dense_checked = -1e9  # noqa: SLF001
+            engine.retriever.recheck_dense()
             hybrid, hlat = _ask_all(engine, items)
             data["hybrid_answers"] = hybrid
             data["hybrid_latency_ms"] = {"p50": round(pct(hlat, 0.5), 1), "p95": round(pct(hlat, 0.95), 1)}

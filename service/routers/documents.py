@@ -39,6 +39,7 @@ from service.state import ServiceState
 router = APIRouter(prefix="/v1/documents", tags=["documents"], dependencies=authenticated)
 
 # Reasons from index.readers meaning "this is not a text article we can read".
+BULK_ARTICLES = 20  # an upload with more articles than this gets its dense vectors in the background
 _NOT_TEXT = ("unsupported file type", "binary file", "not UTF-8 text", "no article text found")
 _TOO_LARGE = ("too large", "document too long")
 
@@ -63,12 +64,13 @@ def _safe_name(filename: str) -> str:
     return f"{stem}.{suffix}" if suffix else stem
 
 
-def _read_upload(filename: str, data: bytes, max_bytes: int, doc_id: str | None) -> list[Article | Skipped]:
+def _read_upload(filename: str, data: bytes, max_bytes: int, doc_id: str | None,
+                 fields: dict[str, str] | None = None) -> list[Article | Skipped]:
     name = _safe_name(filename)
     with tempfile.TemporaryDirectory(prefix="sanad-upload-") as tmp:
         path = Path(tmp) / name
         path.write_bytes(data)
-        items = list(read_path(path, max_bytes))
+        items = list(read_path(path, max_bytes, fields))
     out: list[Article | Skipped] = []
     for item in items:
         if isinstance(item, Skipped):
@@ -83,17 +85,21 @@ def _read_upload(filename: str, data: bytes, max_bytes: int, doc_id: str | None)
 def _index(state: ServiceState, items: list[Article | Skipped]) -> IngestResponse:
     results: list[DocumentResult] = []
     skipped: list[SkippedItem] = []
+    # An archive or feed (many articles) is searchable at once; its dense vectors follow in the background.
+    bulk = sum(not isinstance(i, Skipped) for i in items) > BULK_ARTICLES
     with state.write_lock:
         for item in items:
             if isinstance(item, Skipped):
                 skipped.append(SkippedItem(item=item.path, reason=item.reason))
                 continue
             try:
-                outcome, chunks = state.indexer.index_article(item)
+                outcome, chunks = state.indexer.index_article(item, defer_dense=True if bulk else None)
             except ValueError as exc:
                 skipped.append(SkippedItem(item=item.id, reason=str(exc)))
                 continue
             results.append(DocumentResult(doc_id=item.id, outcome=outcome, chunks=chunks))
+    if bulk and state.on_dense_pending is not None:
+        state.on_dense_pending()
     return IngestResponse(documents=results, skipped=skipped)
 
 
@@ -102,7 +108,8 @@ def _refusal(skipped: list[SkippedItem]) -> APIError:
     first = skipped[0].reason if skipped else ""
     if first.startswith(_NOT_TEXT):
         return APIError(415, "unsupported_media_type",
-                        f"Not a text article ({reasons}). Send .txt, .md, .html or .jsonl.", skipped=len(skipped))
+                        f"Not a text article ({reasons}). Send one of {', '.join(sorted(SUPPORTED))}.",
+                        skipped=len(skipped))
     if first.startswith(_TOO_LARGE):
         return APIError(413, "document_too_large", f"Nothing indexed: {reasons}.")
     return APIError(400, "nothing_indexed", f"Nothing indexed: {reasons}.")
@@ -124,7 +131,7 @@ async def _json_article(request: Request) -> Article:
     return Article.model_validate(doc.model_dump())
 
 
-async def _uploaded(request: Request, max_bytes: int) -> list[Article | Skipped]:
+async def _uploaded(request: Request, max_bytes: int, fields: dict[str, str]) -> list[Article | Skipped]:
     form = await request.form(max_files=1, max_fields=10)
     try:
         upload = form.get("file")
@@ -139,7 +146,7 @@ async def _uploaded(request: Request, max_bytes: int) -> list[Article | Skipped]
         if len(data) > max_bytes:
             raise APIError(413, "document_too_large", f"The file has {len(data)} bytes; the limit is {max_bytes}.")
         try:
-            return await run_in_threadpool(_read_upload, upload.filename, data, max_bytes, doc_id or None)
+            return await run_in_threadpool(_read_upload, upload.filename, data, max_bytes, doc_id or None, fields)
         except ValidationError as exc:
             raise RequestValidationError(exc.errors()) from None
     finally:
@@ -164,7 +171,7 @@ async def add_document(request: Request, response: Response, state: StateDep, me
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     items: list[Article | Skipped]
     if content_type == "multipart/form-data":
-        items = await _uploaded(request, state.settings.index.max_file_bytes)
+        items = await _uploaded(request, state.settings.index.max_file_bytes, state.settings.index.field_map)
     elif content_type in ("application/json", "") or content_type.endswith("+json"):
         items = [await _json_article(request)]
     else:
