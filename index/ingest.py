@@ -66,7 +66,8 @@ class Indexer:
             return None
         try:
             vectors = self.embedder.vectors([c.text for c in chunks])
-            self.embedder.vectors([c.text[s:e] for c in chunks for s, e in c.sentences])
+            if self.settings.sentence_vectors:
+                self.embedder.vectors([c.text[s:e] for c in chunks for s, e in c.sentences])
         except EmbedderUnavailable as exc:
             self._unavailable = True
             log.warning("No dense vectors: %s. Indexing and retrieval are lexical only.", exc)
@@ -154,7 +155,8 @@ class Indexer:
             try:
                 vectors = self.embedder.vectors(texts)
                 # Sentence vectors too, for the answerer (cached by content; nothing is stored in Qdrant).
-                self.embedder.vectors([pl["text"][a:b] for _, pl in pending for a, b in pl.get("sentences", [])])
+                if self.settings.sentence_vectors:
+                    self.embedder.vectors([pl["text"][a:b] for _, pl in pending for a, b in pl.get("sentences", [])])
             except EmbedderUnavailable as exc:
                 log.warning("Dense vectors cannot be computed here: %s. Retrieval stays lexical.", exc)
                 break

@@ -149,3 +149,18 @@ def test_sanad_index_killed_in_the_dense_pass_is_searchable_and_resumes(tmp_path
         assert len(dense_ids(eng)) == eng.store.count_chunks() == sum(d["chunks"] for d in eng.store.list_documents())
     finally:
         eng.close()
+
+
+def test_without_sentence_vectors_the_dense_pass_encodes_chunks_only(engine: Sanad,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    assert engine.embedder is not None
+    settings = engine.settings.index.model_copy(update={"sentence_vectors": False})
+    indexer = Indexer(engine.store, engine.encoder, engine.embedder, settings, defer_dense=True)
+    indexer.index_paths([SEEDS])
+    encoded: list[str] = []
+    real = engine.embedder.vectors
+    monkeypatch.setattr(engine.embedder, "vectors", lambda texts, **kw: (encoded.extend(texts), real(texts))[1])
+    indexer.fill_dense()
+    docs = [d["doc_id"] for d in engine.store.list_documents()]
+    chunk_texts = {pl["text"] for d in docs for pl in engine.store.document_chunks(d)}
+    assert set(encoded) == chunk_texts and engine.store.count_dense_pending() == 0
