@@ -26,6 +26,7 @@ from rich.table import Table
 
 from rag.settings import Settings
 from sanad.remote import RemoteError, SanadClient, Server, running_server
+from service.sources import also_in_text, shorten
 
 if TYPE_CHECKING:  # the engine pulls in llama-index and qdrant-client: imported by the commands that need it
     from index.ingest import Indexer
@@ -235,8 +236,12 @@ def print_answer(answer: Answer) -> None:
     if answer.rewritten_question:
         console.print(f"[dim]searched as: {answer.rewritten_question}[/dim]")
     for c in answer.citations:
-        console.print(f"[bold][{c.n}][/bold] {c.title} [dim]({c.doc_id}, {c.start}-{c.end})[/dim]")
-        console.print(f"    {c.quote}")
+        where = ", ".join(x for x in (c.source, c.date) if x)
+        console.print(f"[bold][{c.n}][/bold] {escape(c.title)} [dim]({escape(where + ', ' if where else '')}"
+                      f"{c.doc_id}, {c.start}-{c.end})[/dim]")
+        console.print(f"    {escape(c.quote)}")
+        if also := also_in_text(c, answer.language):
+            console.print(f"    [dim]{escape(also)}[/dim]")
 
 
 @app.command()
@@ -345,15 +350,6 @@ def _remember_session(settings: Settings, session_id: str) -> None:
         (settings.data_dir / _LAST_SESSION).write_text(session_id)
     except OSError as exc:  # the answer is shown anyway; only -c will not find it
         err.print(f"[yellow]could not remember the conversation for -c: {exc}[/yellow]")
-
-
-def shorten(text: str, width: int = 60) -> str:
-    """``text`` cut at a word boundary with an ellipsis when longer than ``width``."""
-    text = " ".join(text.split())
-    if len(text) <= width:
-        return text
-    cut = text[: width - 1].rsplit(" ", 1)[0] if " " in text[: width - 1] else text[: width - 1]
-    return cut.rstrip(" ،,.:;؛-–") + "…"
 
 
 @app.command()
