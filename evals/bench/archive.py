@@ -44,9 +44,13 @@ def _url_key(url: str | None) -> str | None:
 
 
 def _map_gold(items: list[GoldItem], by_url: dict[str, str]) -> list[GoldItem]:
+    """Items with their sources renamed to the indexed ids; an answerable item none of whose sources is in
+    the archive (a gold file over more days than were indexed) is left out."""
     out = []
     for item in items:
-        sources = [by_url.get(s.removeprefix("snn-"), s) for s in item.sources]
+        sources = [by_url[key] for s in item.sources if (key := s.removeprefix("snn-")) in by_url]
+        if item.answerable and not sources:
+            continue
         out.append(item.model_copy(update={"sources": sources}))
     return out
 
