@@ -46,11 +46,12 @@ class Indexer:
     def __init__(
         self, store: PassageStore, encoder: LexicalEncoder, embedder: CachedEmbedder | None, settings: IndexSettings,
         defer_dense: bool = False,
+        feed_timeout: float = 20.0,
     ) -> None:
         """``defer_dense``: index lexically now and leave the dense vectors to :meth:`fill_dense` (bulk runs:
         the articles are searchable long before the encoder is through them)."""
         self.defer_dense = defer_dense
-        self.feed_timeout = 20.0  # seconds per feed URL (FeedSettings.timeout)
+        self.feed_timeout = feed_timeout  # seconds per feed URL (FeedSettings.timeout)
         self.store = store
         self.encoder = encoder
         self.embedder = embedder
@@ -160,6 +161,8 @@ class Indexer:
             except EmbedderUnavailable as exc:
                 log.warning("Dense vectors cannot be computed here: %s. Retrieval stays lexical.", exc)
                 break
+            # Whole points again (qdrant-edge has no vector-only update); the lexical vector is recomputed
+            # from the stored text, which gives the same vector the manifest's analyzer made.
             points = [
                 models.PointStruct(id=pid, payload={**pl, "dense": 1},
                                    vector={LEXICAL: self.encoder.document(pl["text"]), DENSE: vec.tolist()})

@@ -42,6 +42,15 @@ _ALSO_IN_MAX = 10  # copies named per citation
 _CARRIES_SHARE = 0.8  # of the quote's words found in one chunk of a copy: the same passage, lightly edited
 
 
+def _carries(chunks: list[str], quote: str) -> bool:
+    """Whether an article (its folded chunks) holds ``quote``, as is or lightly edited (most of its words, in
+    one chunk)."""
+    folded = fold(quote)
+    words = set(folded.split())
+    return bool(words) and any(
+        folded in text or len(words & set(text.split())) >= _CARRIES_SHARE * len(words) for text in chunks)
+
+
 def _claims(answer: str, n: int) -> list[str]:
     """What the answer says at each ``[n]``: the last sentence of the text before the marker.
 
@@ -397,6 +406,7 @@ class Sanad:
         """
         story_of = {p.chunk_id: p.story_id for p in passages if p.story_id}
         members: dict[str, list[dict[str, Any]]] = {}
+        texts: dict[str, list[str]] = {}  # a copy's folded chunks, read once for all its citations
         out = []
         for c in citations:
             story = story_of.get(c.chunk_id)
@@ -407,7 +417,10 @@ class Sanad:
                 if story not in members:
                     members[story] = self.store.story_documents(story)
                 others = [r for r in members[story] if r["doc_id"] != c.doc_id][:_ALSO_IN_MAX]
-                carrying = [r for r in others if self._carries(r["doc_id"], c.quote)]
+                for r in others:
+                    if (doc := r["doc_id"]) not in texts:
+                        texts[doc] = [fold(ch.get("text", "")) for ch in self.store.document_chunks(doc)]
+                carrying = [r for r in others if _carries(texts[r["doc_id"]], c.quote)]
             except Exception as exc:  # noqa: BLE001 - an extra, never a reason to fail the answer
                 log.warning("also_in lookup failed for story %s: %s", story, exc)
                 carrying = []
@@ -415,17 +428,6 @@ class Sanad:
                            url=r.get("url"), date=r.get("date")) for r in carrying]
             out.append(c.model_copy(update={"also_in": also}) if also else c)
         return out
-
-    def _carries(self, doc_id: str, quote: str) -> bool:
-        """Whether the article holds ``quote``, as is or lightly edited (most of its words, in one chunk)."""
-        words = set(fold(quote).split())
-        if not words:
-            return False
-        for chunk in self.store.document_chunks(doc_id):
-            text = fold(chunk.get("text", ""))
-            if fold(quote) in text or len(words & set(text.split())) >= _CARRIES_SHARE * len(words):
-                return True
-        return False
 
     def _passage_citation(self, n: int, p: Passage) -> Citation:
         start, end = p.sentences[0] if p.sentences else (0, len(p.text))

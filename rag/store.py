@@ -62,6 +62,9 @@ def chunk_point_id(doc_id: str, index: int, text: str) -> str:
     return str(uuid.uuid5(_NS, f"{doc_id}\x00{index}\x00{text}"))
 
 
+_IS_DOCUMENT = models.FieldCondition(key="kind", match=models.MatchValue(value="document"))
+
+
 def public_record(record: dict[str, Any]) -> dict[str, Any]:
     """A document record as users see it (API and ``sanad documents --json``): without store internals."""
     return {k: v for k, v in record.items() if k not in ("kind", "content_hash", "minhash")}
@@ -213,20 +216,13 @@ class PassageStore:
         )
 
     def list_documents(self) -> list[dict[str, Any]]:
-        out: list[dict[str, Any]] = []
-        offset = None
-        flt = models.Filter(must=[models.FieldCondition(key="kind", match=models.MatchValue(value="document"))])
-        while True:
-            points, offset = self.client.scroll(self.documents, scroll_filter=flt, limit=256, offset=offset)
-            out.extend(dict(p.payload or {}) for p in points)
-            if offset is None:
-                return sorted(out, key=lambda r: r["doc_id"])
+        return sorted(self.iter_documents(), key=lambda r: r["doc_id"])
 
     def iter_documents(self, fields: list[str] | None = None,
                        where: dict[str, str] | None = None) -> Iterator[dict[str, Any]]:
         """Document records (only ``fields`` of each, when given), optionally those matching ``where``."""
         must: list[models.Condition] = [
-            models.FieldCondition(key="kind", match=models.MatchValue(value="document")),
+            _IS_DOCUMENT,
             *(models.FieldCondition(key=k, match=models.MatchValue(value=v)) for k, v in (where or {}).items()),
         ]
         selector: models.PayloadSelector | bool = models.PayloadSelectorInclude(include=fields) if fields else True
@@ -296,8 +292,7 @@ class PassageStore:
 
     def count_documents(self) -> int:
         """Document records, counted (not listed: a metrics scrape must not read every record)."""
-        flt = models.Filter(must=[models.FieldCondition(key="kind", match=models.MatchValue(value="document"))])
-        return self.client.count(self.documents, count_filter=flt, exact=True).count
+        return self.client.count(self.documents, count_filter=models.Filter(must=[_IS_DOCUMENT]), exact=True).count
 
     # -- search ----------------------------------------------------------
     def search(

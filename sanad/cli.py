@@ -129,8 +129,8 @@ def index(
     engine = open_engine(settings, rebuild=rebuild)
     try:
         # Two passes: every article searchable (lexically) first, then the dense vectors, resumably.
-        indexer = Indexer(engine.store, engine.encoder, engine.embedder, settings.index, defer_dense=True)
-        indexer.feed_timeout = settings.feeds.timeout
+        indexer = Indexer(engine.store, engine.encoder, engine.embedder, settings.index, defer_dense=True,
+                          feed_timeout=settings.feeds.timeout)
         summary = _index_here(indexer, list(iter_files(local)), urls)
         ok = _print_summary(summary)
         _fill_dense(indexer)

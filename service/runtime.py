@@ -112,17 +112,14 @@ class Runtime:
         loop = asyncio.get_running_loop()
         self.state = ServiceState(settings=settings, engine=engine, conversations=self._conversations,
                                   metrics=self.metrics, write_lock=threading.Lock(),
-                                  on_dense_pending=lambda: self._soon(loop, self._start_dense))
+                                  # called from a worker thread (an upload being indexed)
+                                  on_dense_pending=lambda: loop.call_soon_threadsafe(self._start_dense))
         # Old and surplus conversations are deleted in the background, never in an answer's way.
         self.retention = Retention(self._conversations, settings.service)
         self.retention.start()
         self._set_error(None)
         self._start_feeds()
         self._start_dense()
-
-    @staticmethod
-    def _soon(loop: asyncio.AbstractEventLoop, fn: Callable[[], None]) -> None:
-        loop.call_soon_threadsafe(fn)  # from a worker thread (an upload being indexed)
 
     def _start_dense(self) -> None:
         """Fill in the dense vectors a bulk ``sanad index`` left pending, in the background, one batch at a

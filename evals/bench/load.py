@@ -43,6 +43,16 @@ def _cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / TICK
 
 
+def stop_server(server: subprocess.Popen[Any]) -> None:
+    """SIGTERM, then SIGKILL after 15 s."""
+    server.terminate()
+    try:
+        server.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        server.kill()
+        server.wait()
+
+
 def wait_ready(url: str, server: subprocess.Popen[bytes], log: Path, timeout: float) -> None:
     """Until ``url``/readyz answers 200; a server that exits or takes longer fails with its log's tail."""
     deadline = time.time() + timeout
@@ -233,11 +243,7 @@ def run(out: Path, levels: list[int], seconds: float = 15.0, profile: bool = Tru
             else:
                 prof = {"error": spy_out[-1000:]}
     finally:
-        server.terminate()
-        try:
-            server.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            server.kill()
+        stop_server(server)
         log.close()
         shutil.rmtree(tmp, ignore_errors=True)
     rep.data.update(
