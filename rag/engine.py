@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from rag.bilingual import load_dictionary
 from rag.citations import MarkerChecker, StreamTidy, tidy, unmark
 from rag.conversation import carry_context
 from rag.embedding import CachedEmbedder, build_embedder
@@ -97,8 +98,9 @@ class Sanad:
         self.encoder = encoder
         self.embedder = embedder
         self.retriever = Retriever(store, encoder, embedder, settings.retrieval)
-        self.extractive = ExtractiveAnswerer(encoder, settings.answer, embedder)
-        self.scorer = SentenceScorer(encoder)
+        dictionary = load_dictionary(settings.answer.dictionary, lambda text: encoder.features(text)[0])
+        self.extractive = ExtractiveAnswerer(encoder, settings.answer, embedder, dictionary)
+        self.scorer = SentenceScorer(encoder, dictionary)
         self.llm = llm
 
     @classmethod

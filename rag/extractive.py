@@ -28,11 +28,12 @@ from functools import lru_cache
 import numpy as np
 
 from rag.answer_types import answer_strength
+from rag.bilingual import Dictionary
 from rag.embedding import CachedEmbedder, EmbeddingError
 from rag.lexical import LexicalEncoder
 from rag.models import Citation, Passage
 from rag.settings import AnswerSettings
-from rag.text import detect_language, fold, fold_cached
+from rag.text import _stopwords, detect_language, fold, fold_cached
 from rag.translit import name_skeletons
 
 _GRAM_SHARE = 0.35
@@ -105,9 +106,13 @@ class Sentence:
     lexical: float = 0.0  # word coverage (or, across scripts, shared names and numbers), 0..1
     semantic: float | None = None  # cosine with the question, when an encoder is configured
     cross: bool = False  # in the other script than the question
+    # An Arabic sentence for an English question: the cross-script case the answerer's weights were fitted on
+    # (an Arabic question meeting a Latin-script line, a byline or a code, is weighed as within one script).
+    over_arabic: bool = False
     heading: bool = False
     type_ok: bool = True
     type_strong: bool = True  # an explicit date for "when" (not only a weekday or "yesterday")
+    passage_words: float = 0.0  # word coverage of the question by the sentence's whole passage
 
     def citation(self, n: int) -> Citation:
         p = self.passage
@@ -131,13 +136,37 @@ class Selection:
     sentences: list[Sentence]
     support: float  # combined score of the best sentence, 0..1
     cross: bool = False  # the best sentence is in the other script than the question
+    # With the encoder: what the refusal model weighs (:data:`SIGNALS`, in that order).
+    signals: tuple[float, ...] = ()
+
+
+# Whether the articles hold the answer, with the encoder, is judged on these (a logistic model fitted on
+# dev splits, evals/calibrate.py): the best sentence's support, words and meaning; the most any sentence
+# has of each; whether the sentence that best matches the words is the one that best matches the meaning
+# (and the same article): they disagree when nothing really answers; the words held by the closest
+# sentence in meaning; the lead of the best sentence over the next; whether it holds what is asked for;
+# how much of the question the best sentence's passage holds, and the most any passage holds.
+SIGNALS = ("support", "best_words", "best_meaning", "most_words", "most_meaning", "agree", "agree_article",
+           "words_at_meaning", "lead", "type_ok", "passage_words", "most_passage_words")
+
+
+def _signals(best: Sentence, support: float, sentences: list[Sentence], ranked: list[Sentence]) -> tuple[float, ...]:
+    scored = [s for s in sentences if s.semantic is not None]
+    by_words = max(scored, key=lambda s: s.lexical)
+    by_meaning = max(scored, key=lambda s: s.semantic or 0.0)
+    runner_up = next((s.score for s in ranked[1:] if fold_cached(s.text) != fold_cached(best.text)), 0.0)
+    return (support, best.lexical, best.semantic or 0.0, by_words.lexical, by_meaning.semantic or 0.0,
+            float(by_words is by_meaning), float(by_words.passage.doc_id == by_meaning.passage.doc_id),
+            by_meaning.lexical, best.score - runner_up, float(best.type_ok), best.passage_words,
+            max(s.passage_words for s in sentences))
 
 
 class SentenceScorer:
     """Scores sentences against a question; shared by the extractive answerer and citation repair."""
 
-    def __init__(self, encoder: LexicalEncoder) -> None:
+    def __init__(self, encoder: LexicalEncoder, dictionary: Dictionary | None = None) -> None:
         self.encoder = encoder
+        self.dictionary = dictionary
         # The same passages come back for many questions: analyse each sentence once (this was
         # most of an answer's CPU time, measured with cProfile).
         self._features = lru_cache(maxsize=50_000)(encoder.features)
@@ -153,17 +182,26 @@ class SentenceScorer:
         digits = [t for t in self.encoder.features(question)[0] if t.isdigit()]
         return [f"k:{sk}" for sk in name_skeletons(question)] + [f"t:{d}" for d in digits]
 
+    def _cross_units(self, question: str) -> list[tuple[frozenset[str], ...]]:
+        """What a question can share with text in the other script, each unit a set of alternatives, each
+        alternative the features a sentence must all hold: names (consonant skeletons), numbers and, with
+        the dictionary, the Arabic equivalents of an English question's content words."""
+        units: list[tuple[frozenset[str], ...]] = [(frozenset({a}),) for a in self._anchors(question)]
+        if self.dictionary is not None and detect_language(question) == "en":
+            for _, translations in self.dictionary.question_words(question, _stopwords()):
+                units.append(tuple(frozenset(f"t:{t}" for t in alt) for alt in translations))
+        return units
+
     def score(self, question: str, sentences: list[Sentence]) -> None:
         """Coverage of the question by each sentence, 0..1, stored in ``Sentence.score``.
 
         A sentence in the question's script is scored on all the question's words,
         weighted by rarity among the candidates. A sentence in the other script
-        (an English question, an Arabic article) can only share names and numbers,
-        so it is scored on those: the share of them it contains.
+        (an English question, an Arabic article) can only share names, numbers and
+        (with the dictionary) translated words, so it is scored on those, weighted the same way.
         """
         q_terms, q_grams = self._query_features(question)
         q_arabic = detect_language(question) == "ar"
-        anchors: list[str] | None = None
         feats = [self._features(s.text) for s in sentences]
         n = len(sentences) or 1
         df_t: Counter[str] = Counter()
@@ -174,18 +212,45 @@ class SentenceScorer:
         w_t = {t: math.log(1 + n / (df_t[t] + 0.5)) for t in q_terms}
         w_g = {g: math.log(1 + n / (df_g[g] + 0.5)) for g in q_grams}
         tot_t, tot_g = sum(w_t.values()), sum(w_g.values())
-        for s, (terms, grams) in zip(sentences, feats, strict=True):
-            if (detect_language(s.text) == "ar") != q_arabic:
-                if anchors is None:
-                    anchors = self._anchors(question)
-                have = {f"t:{t}" for t in terms} | {f"k:{k}" for k in self._skeletons(s.text)}
-                s.score = sum(a in have for a in anchors) / len(anchors) if anchors else 0.0
-                if len(anchors) == 1:  # one three-consonant skeleton matches by chance too often
-                    s.score *= 0.7
+        cross = [(detect_language(s.text) == "ar") != q_arabic for s in sentences]
+        if any(cross):
+            self._score_cross(question, [(s, f) for s, f, c in zip(sentences, feats, cross, strict=True) if c])
+        for s, (terms, grams), c in zip(sentences, feats, cross, strict=True):
+            if c:
                 continue
             cov_t = sum(w_t[t] for t in q_terms.intersection(terms)) / tot_t if tot_t else 0.0
             cov_g = sum(w_g[g] for g in q_grams.intersection(grams)) / tot_g if tot_g else 0.0
             s.score = (1 - _GRAM_SHARE) * cov_t + _GRAM_SHARE * cov_g if tot_t else cov_g
+
+    def _score_cross(self, question: str, pairs: list[tuple[Sentence, tuple[list[str], list[str]]]]) -> None:
+        units = self._cross_units(question)
+        if not units:
+            for s, _ in pairs:
+                s.score = 0.0
+            return
+        held = []
+        for s, (terms, _) in pairs:
+            have = {f"t:{t}" for t in terms} | {f"k:{k}" for k in self._skeletons(s.text)}
+            held.append([any(_holds(alt, have) for alt in unit) for unit in units])
+        n = len(pairs)
+        weights = [math.log(1 + n / (sum(h[i] for h in held) + 0.5)) for i in range(len(units))]
+        total = sum(weights)
+        for (s, _), h in zip(pairs, held, strict=True):
+            s.score = sum(w for w, ok in zip(weights, h, strict=True) if ok) / total
+            if len(units) == 1 and next(iter(units[0][0])).startswith("k:"):
+                s.score *= 0.7  # one three-consonant skeleton matches by chance too often
+
+
+def _holds(alternative: frozenset[str], have: set[str]) -> bool:
+    """Whether a sentence's features hold each of ``alternative``'s: exactly, or (a dictionary translation's
+    stem, four letters or more) inside a longer word: Snowball's light stemmer leaves many affixes on
+    (ممثل in الممثلين, احتجاج in والاحتجاجات)."""
+    for f in alternative:
+        if f in have:
+            continue
+        if not (f.startswith("t:") and len(f) >= 6 and any(f[2:] in h for h in have if h.startswith("t:"))):
+            return False
+    return True
 
 
 def passage_sentences(passages: list[Passage]) -> list[Sentence]:
@@ -201,15 +266,16 @@ def blend(own: list[Sentence], carried: list[Sentence]) -> list[Sentence]:
     standalone question (``carried``: the same sentences, in the same order). Returns ``own``, updated."""
     for s, c in zip(own, carried, strict=True):
         s.lexical = (1 - _CONTEXT_SHARE) * s.lexical + _CONTEXT_SHARE * c.lexical
+        s.passage_words = (1 - _CONTEXT_SHARE) * s.passage_words + _CONTEXT_SHARE * c.passage_words
         if s.semantic is not None and c.semantic is not None:
             s.semantic = (1 - _CONTEXT_SHARE) * s.semantic + _CONTEXT_SHARE * c.semantic
     return own
 
 
 class ExtractiveAnswerer:
-    def __init__(self, encoder: LexicalEncoder, settings: AnswerSettings, embedder: CachedEmbedder | None = None
-                 ) -> None:
-        self.scorer = SentenceScorer(encoder)
+    def __init__(self, encoder: LexicalEncoder, settings: AnswerSettings, embedder: CachedEmbedder | None = None,
+                 dictionary: Dictionary | None = None) -> None:
+        self.scorer = SentenceScorer(encoder, dictionary)
         self.settings = settings
         self.embedder = embedder
 
@@ -231,11 +297,16 @@ class ExtractiveAnswerer:
         sentences = [s for s in passage_sentences(passages) if len(s.text.split()) >= 3]
         if not sentences:
             return []
+        whole = [Sentence(p, 0, len(p.text), p.text) for p in passages]
+        self.scorer.score(question, whole)
+        covered = {w.passage.chunk_id: w.score for w in whole}
         self.scorer.score(question, sentences)
         q_arabic = detect_language(question) == "ar"
         for s in sentences:
             s.lexical = s.score
+            s.passage_words = covered[s.passage.chunk_id]
             s.cross = (detect_language(s.text) == "ar") != q_arabic
+            s.over_arabic = s.cross and not q_arabic
             strength = answer_strength(question, s.text)
             s.type_ok, s.type_strong = strength > 0, strength == 2
         calibrated = self.embedder is not None and self.embedder.signature == self.settings.semantic_for
@@ -270,8 +341,11 @@ class ExtractiveAnswerer:
             if s.semantic is None:
                 score = s.lexical
             else:
-                meaning = min(1.0, max(0.0, (s.semantic - a.semantic_floor) / (a.semantic_ceiling - a.semantic_floor)))
-                w = a.cross_semantic_weight if s.cross else a.semantic_weight
+                if s.over_arabic:
+                    lo, hi, w = a.cross_semantic_floor, a.cross_semantic_ceiling, a.cross_semantic_weight
+                else:
+                    lo, hi, w = a.semantic_floor, a.semantic_ceiling, a.semantic_weight
+                meaning = min(1.0, max(0.0, (s.semantic - lo) / (hi - lo)))
                 score = w * meaning + (1 - w) * s.lexical
             score *= 1.0 - 0.03 * rank[s.passage.chunk_id]  # retrieval rank breaks ties
             if fold_cached(s.text) in titles:  # a headline repeated in the body says little
@@ -298,8 +372,10 @@ class ExtractiveAnswerer:
             key = fold_cached(s.text)
             if key in seen or s.score <= 0:
                 continue
-            # A further sentence must come close to the best and hold what the question asks for.
-            if chosen and s.score < extra_ratio * best.score:
+            # A further sentence must come close to the best and hold what the question asks for. When the best
+            # one lacks it ("which company…", and no company named), a sentence that holds it is what the answer
+            # still needs: for it, the best one's lead is discounted by the type penalty once more.
+            if chosen and s.score < extra_ratio * best.score * (type_penalty if not best.type_ok else 1.0):
                 break
             if chosen and not s.type_ok:
                 continue
@@ -317,7 +393,8 @@ class ExtractiveAnswerer:
         if semantic and not best.type_ok:
             # Whether the articles hold the answer: the best sentence lacks the kind of thing asked for.
             support *= a.missing_type_support / type_penalty if type_penalty else 0.0
-        return Selection(chosen, support, cross=best.cross)
+        signals = _signals(best, support, sentences, ranked) if semantic and best.semantic is not None else ()
+        return Selection(chosen, support, cross=best.cross, signals=signals)
 
     def select(
         self,
@@ -337,7 +414,10 @@ class ExtractiveAnswerer:
             # Whether the articles hold the answer is judged on the standalone question too: a follow-up's
             # own words ("and when?") are few, and alone they would make almost any answer look unsupported.
             standalone = self.combine(carried, passages, already_said)
-            selection.support = max(selection.support, standalone.support)
+            if self.margin(standalone) > self.margin(selection):
+                selection.support, selection.signals = max(selection.support, standalone.support), standalone.signals
+            else:
+                selection.support = max(selection.support, standalone.support)
         return selection
 
     def floor(self, selection: Selection) -> float:
@@ -347,5 +427,12 @@ class ExtractiveAnswerer:
             return self.settings.min_support_cross if selection.cross else self.settings.min_support
         return self.settings.min_support_cross_dense if selection.cross else self.settings.min_support_dense
 
+    def margin(self, selection: Selection) -> float:
+        """How far the selection is on the answering side of the refusal line (negative: refuse)."""
+        model = self.settings.refusal_cross if selection.cross else self.settings.refusal_same
+        if selection.signals and len(model) == len(SIGNALS) + 1:
+            return float(np.dot(model[:-1], selection.signals) + model[-1])
+        return selection.support - self.floor(selection)
+
     def answerable(self, selection: Selection) -> bool:
-        return bool(selection.sentences) and selection.support >= self.floor(selection)
+        return bool(selection.sentences) and self.margin(selection) >= 0

