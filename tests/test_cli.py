@@ -195,3 +195,19 @@ def test_ask_within_a_date_range(tmp_path: Path) -> None:
     assert code == 2 and "is after" in err
     code, _, err = sanad("ask", question, "--from", "last week", "--data-dir", str(folder))
     assert code == 2 and "YYYY-MM-DD" in err
+
+
+def test_a_dense_pass_in_the_background_logs_progress_lines(monkeypatch: pytest.MonkeyPatch,
+                                                            capsys: pytest.CaptureFixture[str]) -> None:
+    """Under nohup or in a log file rich draws no bar: a line with the count, the rate and the ETA instead."""
+    from sanad import cli
+
+    monkeypatch.setattr(cli, "_LOG_EVERY", 0.0)
+    advance = cli._log_progress("dense vectors", 67_085)
+    advance(16)
+    advance(16)
+    logged = capsys.readouterr().err.splitlines()
+    assert len(logged) == 2 and logged[-1].startswith("dense vectors: 32 / 67,085 (0.0%)")
+    assert "/s, ETA" in logged[-1]
+    line = cli.progress_line("dense vectors", 1_200, 67_085, 290.0)
+    assert line == "dense vectors: 1,200 / 67,085 (1.8%), 4.1/s, ETA 4h 25m"
