@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import sys
 import time
 from collections import Counter
@@ -190,6 +191,10 @@ def _log_progress(label: str, total: int) -> Callable[[int], None]:
     return advance
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def _fill_dense(indexer: Indexer) -> None:
     """The dense pass, with progress and ETA. Interrupted, it leaves a searchable index; the next run goes on."""
     pending = indexer.store.count_dense_pending()
@@ -197,6 +202,9 @@ def _fill_dense(indexer: Indexer) -> None:
         return
     err.print(f"[dim]searchable now (lexical); dense vectors for {pending} chunks follow. Ctrl-C stops safely: "
               "`sanad index` again continues where it stopped.[/dim]")
+    # `docker stop`, systemd and `kill` send SIGTERM; a background job from a script ignores SIGINT. Either
+    # way the pass should end as Ctrl-C does: the batch in hand dropped, the store consistent, the reason said.
+    previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
         with progress_bar() as progress:
             task = progress.add_task("dense vectors", total=pending)
@@ -213,6 +221,8 @@ def _fill_dense(indexer: Indexer) -> None:
         err.print(f"[yellow]stopped: {left} chunks still without dense vectors (retrieval stays lexical until "
                   "they have them); run `sanad index` again to go on.[/yellow]")
         raise typer.Exit(130) from None
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     left = indexer.store.count_dense_pending()
     if left:
         err.print(f"[yellow]{left} chunks have no dense vector (the encoder cannot run here): retrieval is "

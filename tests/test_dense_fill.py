@@ -151,6 +151,25 @@ def test_sanad_index_killed_in_the_dense_pass_is_searchable_and_resumes(tmp_path
         eng.close()
 
 
+def test_sanad_index_stopped_with_sigterm_says_so_and_resumes(tmp_path: Path) -> None:
+    """`docker stop` and systemd send SIGTERM: the dense pass ends as Ctrl-C ends it, and the next run goes on."""
+    data = tmp_path / "data"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SANAD_")}
+    env.update(PYTHONUNBUFFERED="1", SANAD_EMBED__CACHE_PATH=str(tmp_path / "cold.sqlite3"))  # nothing cached
+    cmd = [sys.executable, "-m", "sanad.cli", "index", str(SEEDS), "--data-dir", str(data)]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert proc.stderr is not None
+    for line in proc.stderr:
+        if "searchable now" in line:
+            proc.send_signal(signal.SIGTERM)
+            break
+    _, rest = proc.communicate(timeout=120)
+    assert proc.returncode == 130, rest
+    assert "stopped:" in rest and "chunks still without dense vectors" in rest
+    again = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0 and "chunks done" in again.stderr, again.stderr
+
+
 def test_without_sentence_vectors_the_dense_pass_encodes_chunks_only(engine: Sanad,
                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     assert engine.embedder is not None
