@@ -218,6 +218,17 @@ class PassageStore:
     def list_documents(self) -> list[dict[str, Any]]:
         return sorted(self.iter_documents(), key=lambda r: r["doc_id"])
 
+    def documents_page(self, offset: int, limit: int) -> tuple[list[dict[str, Any]], int]:
+        """Records ``offset`` to ``offset + limit`` in doc id order, and how many there are. Only the ids of
+        all are read (a record also holds its story signature, hundreds of numbers); then the page's records."""
+        ids = sorted(r["doc_id"] for r in self.iter_documents(["doc_id"]))
+        page = ids[offset : offset + limit]
+        if not page:
+            return [], len(ids)
+        flt = models.Filter(must=[_IS_DOCUMENT, models.FieldCondition(key="doc_id", match=models.MatchAny(any=page))])
+        points, _ = self.client.scroll(self.documents, scroll_filter=flt, limit=len(page), with_payload=True)
+        return sorted((dict(p.payload or {}) for p in points), key=lambda r: r["doc_id"]), len(ids)
+
     def iter_documents(self, fields: list[str] | None = None,
                        where: dict[str, str] | None = None) -> Iterator[dict[str, Any]]:
         """Document records (only ``fields`` of each, when given), optionally those matching ``where``."""

@@ -109,8 +109,15 @@ class SanadClient:
             body["filters"] = filters.model_dump(mode="json", exclude_none=True)
         return Answer.model_validate(self._call("POST", "/v1/chat", json=body).json())
 
-    def documents(self) -> list[dict[str, Any]]:
-        return list(self._call("GET", "/v1/documents").json()["documents"])
+    def documents(self, page: int = 1000) -> list[dict[str, Any]]:
+        """Every indexed article's record, fetched a page at a time."""
+        out: list[dict[str, Any]] = []
+        offset: int | None = 0
+        while offset is not None:
+            body = self._call("GET", "/v1/documents", params={"limit": page, "offset": offset}).json()
+            out += body["documents"]
+            offset = body.get("next_offset")
+        return out
 
     def index_files(self, files: list[Path], on_file: Any = None) -> IndexSummary:
         """Upload each file; the server reads it as ``sanad index`` would. A refused file is skipped."""

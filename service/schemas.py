@@ -217,7 +217,9 @@ class DocumentInfo(BaseModel):
 
 class DocumentList(BaseModel):
     documents: list[DocumentInfo]
-    total: int
+    total: int = Field(description="Articles in the index (all pages).")
+    offset: int = 0
+    next_offset: int | None = Field(default=None, description="Pass as `offset` for the next page; null on the last.")
     dense_pending: int = Field(default=0, description="Chunks whose dense vector is still being filled in "
                                "(retrieval is lexical until it is 0).")
 

@@ -16,6 +16,7 @@ from rag.engine import Sanad
 from rag.settings import LLMSettings, ServiceSettings, Settings
 from rag.store import StoreUnavailable
 from service.app import create_app
+from tests.conftest import SEED_IDS
 from tests.fakes.openai_server import FakeOpenAI, run_fake_openai
 from tests.servers import free_port
 from tests.sse import parse_sse
@@ -137,6 +138,21 @@ def test_arabic_follow_up_is_answered_from_the_first_turn(client: TestClient) ->
     assert session["turns"][2]["content"] == Q_WHEN
     assert session["turns"][2]["rewritten_question"] == second["rewritten_question"]
     assert CAIRO_MEETING in doc_ids(session["turns"][3]["answer"]["citations"])
+
+
+def test_the_document_list_comes_in_pages_that_add_up_to_the_index(client: TestClient) -> None:
+    first = client.get("/v1/documents", params={"limit": 2}).json()
+    assert first["total"] == len(SEED_IDS) and len(first["documents"]) == 2 and first["next_offset"] == 2
+    seen, offset = [d["doc_id"] for d in first["documents"]], first["next_offset"]
+    while offset is not None:
+        page = client.get("/v1/documents", params={"limit": 2, "offset": offset}).json()
+        seen += [d["doc_id"] for d in page["documents"]]
+        offset = page["next_offset"]
+    assert seen == sorted(SEED_IDS)  # each article once, in doc id order
+    assert "minhash" not in first["documents"][0] and first["documents"][0]["chunks"] > 0
+    past = client.get("/v1/documents", params={"offset": 99}).json()
+    assert past["documents"] == [] and past["next_offset"] is None and past["total"] == len(SEED_IDS)
+    assert client.get("/v1/documents", params={"limit": 0}).status_code == 422
 
 
 def test_english_conversation(fresh: TestClient) -> None:

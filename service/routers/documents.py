@@ -10,9 +10,9 @@ import json
 import re
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
@@ -35,6 +35,10 @@ from service.schemas import (
     error_responses,
 )
 from service.state import ServiceState
+
+# An archive holds tens of thousands of articles: the list comes a page at a time.
+PAGE = 100
+MAX_PAGE = 1000
 
 router = APIRouter(prefix="/v1/documents", tags=["documents"], dependencies=authenticated)
 
@@ -190,11 +194,17 @@ async def add_document(request: Request, response: Response, state: StateDep, me
 
 @router.get("", response_model=DocumentList, summary="List indexed articles with their chunk counts",
             responses=error_responses(401, 429, 503))
-async def list_documents(state: StateDep) -> DocumentList:
-    records = await run_in_threadpool(state.engine.store.list_documents)
+async def list_documents(
+    state: StateDep,
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE, description="Articles per page, in doc id order.")] = PAGE,
+    offset: Annotated[int, Query(ge=0, description="Where the page starts (`next_offset` of the last).")] = 0,
+) -> DocumentList:
+    records, total = await run_in_threadpool(state.engine.store.documents_page, offset, limit)
     docs = [DocumentInfo.model_validate(public_record(r)) for r in records]
     pending = await run_in_threadpool(state.engine.store.count_dense_pending)
-    return DocumentList(documents=docs, total=len(docs), dense_pending=pending)
+    end = offset + len(docs)
+    return DocumentList(documents=docs, total=total, offset=offset, next_offset=end if end < total else None,
+                        dense_pending=pending)
 
 
 @router.get("/{doc_id}", response_model=DocumentInfo, summary="One indexed article's record",
