@@ -98,7 +98,8 @@ class Sanad:
         self.encoder = encoder
         self.embedder = embedder
         self.retriever = Retriever(store, encoder, embedder, settings.retrieval)
-        dictionary = load_dictionary(settings.answer.dictionary, lambda text: encoder.features(text)[0])
+        dictionary = load_dictionary(settings.answer.dictionary, lambda text: encoder.features(text)[0],
+                                     cache=settings.data_dir / "dictionary.json")
         self.extractive = ExtractiveAnswerer(encoder, settings.answer, embedder, dictionary)
         self.scorer = SentenceScorer(encoder, dictionary)
         self.llm = llm

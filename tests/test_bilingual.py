@@ -108,3 +108,23 @@ def test_with_freedict_an_english_question_quotes_the_sentence_that_answers_it()
         first_quotes[setting] = answer.citations[0].quote
     # Without the dictionary the encoder's nearest sentence (the ceasefire violations) came first.
     assert "الإعمار" in first_quotes["auto"] and "الإعمار" not in first_quotes["none"]
+
+
+def test_what_was_read_is_kept_until_the_dictionary_changes(tmp_path: Path, encoder: LexicalEncoder,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    from rag import bilingual
+
+    source = write_dictd(tmp_path, "eng-ara", [("Meeting", ["الاجتماع"])])
+    cache = tmp_path / "dictionary.json"
+    first = load_dictionary(str(source), lambda text: encoder.features(text)[0], cache=cache)
+    assert first is not None and first.lookup("meeting") and cache.exists()
+
+    def unread(path: Path) -> dict[str, list[str]]:
+        raise OSError("not read again")
+
+    monkeypatch.setattr(bilingual, "read_dictd", unread)
+    again = load_dictionary(str(source), lambda text: encoder.features(text)[0], cache=cache)
+    assert again is not None and again.lookup("meeting") == first.lookup("meeting")  # from the cache
+    write_dictd(tmp_path, "eng-ara", [("Meeting", ["الاجتماع"]), ("Ceasefire", ["وقف إطلاق النار"])])
+    changed = load_dictionary(str(source), lambda text: encoder.features(text)[0], cache=cache)
+    assert changed is not None and changed.lookup("meeting") == ()  # the file changed: read again (and failed)
