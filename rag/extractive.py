@@ -5,7 +5,8 @@ No generative model. Each candidate sentence gets two signals:
 - **words**: how much of the question's weighted vocabulary it covers (stems, plus character
   n-grams for names and spelling variants; weights are inverse frequencies among the candidates,
   so words every passage shares, like غزة, count little). Across scripts (an English question,
-  an Arabic article) only names (consonant skeletons) and numbers can be shared.
+  an Arabic article) only names (consonant skeletons), numbers and, with the English–Arabic
+  dictionary (:mod:`rag.bilingual`), translated words can be shared.
 - **meaning**: the cosine between the question's and the sentence's vectors from the multilingual
   encoder, read from the vector cache (sentence vectors are computed at index time). This is what
   lets an English question find the Arabic sentence that answers it.
@@ -13,8 +14,9 @@ No generative model. Each candidate sentence gets two signals:
 They are combined with weights fitted on a development split (``evals/calibrate.py``). A sentence
 that lacks what the question asks for (a number for "how many", a date for "when", see
 :mod:`rag.answer_types`) is marked down; headings are never quoted while a real sentence
-answers; a second or third sentence is quoted only when it scores close to the best. Too little
-support is a refusal.
+answers; a second or third sentence is quoted only when it scores close to the best. Whether the
+articles hold the answer at all is a logistic model over the selection's signals (:data:`SIGNALS`),
+fitted on dev splits; without the encoder, a floor on the best sentence's support.
 """
 
 from __future__ import annotations
@@ -415,9 +417,8 @@ class ExtractiveAnswerer:
             # own words ("and when?") are few, and alone they would make almost any answer look unsupported.
             standalone = self.combine(carried, passages, already_said)
             if self.margin(standalone) > self.margin(selection):
-                selection.support, selection.signals = max(selection.support, standalone.support), standalone.signals
-            else:
-                selection.support = max(selection.support, standalone.support)
+                selection.signals = standalone.signals
+            selection.support = max(selection.support, standalone.support)
         return selection
 
     def floor(self, selection: Selection) -> float:
