@@ -200,12 +200,13 @@ def _fill_dense(indexer: Indexer) -> None:
     pending = indexer.store.count_dense_pending()
     if not pending or indexer.embedder is None:
         return
-    err.print(f"[dim]searchable now (lexical); dense vectors for {pending} chunks follow. Ctrl-C stops safely: "
-              "`sanad index` again continues where it stopped.[/dim]")
     # `docker stop`, systemd and `kill` send SIGTERM; a background job from a script ignores SIGINT. Either
     # way the pass should end as Ctrl-C does: the batch in hand dropped, the store consistent, the reason said.
+    # Installed before the line below, so whoever reads that line can already stop the pass this way.
     previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
+        err.print(f"[dim]searchable now (lexical); dense vectors for {pending} chunks follow. Ctrl-C stops safely: "
+                  "`sanad index` again continues where it stopped.[/dim]")
         with progress_bar() as progress:
             task = progress.add_task("dense vectors", total=pending)
             log = None if err.is_terminal else _log_progress("dense vectors", pending)
