@@ -118,21 +118,32 @@ def test_an_uploaded_archive_is_searchable_at_once_and_dense_soon_after(engine: 
     assert len(dense_ids(engine)) == engine.store.count_chunks()
 
 
-def test_sanad_index_killed_in_the_dense_pass_is_searchable_and_resumes(tmp_path: Path) -> None:
-    data = tmp_path / "data"
+def cold_index_command(tmp_path: Path) -> tuple[list[str], dict[str, str]]:
+    """``sanad index seeds`` into ``tmp_path/data`` with an empty vector cache, and its environment."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("SANAD_")}
     env.update(PYTHONUNBUFFERED="1", SANAD_EMBED__CACHE_PATH=str(tmp_path / "cold.sqlite3"))  # nothing cached
-    cmd = [sys.executable, "-m", "sanad.cli", "index", str(SEEDS), "--data-dir", str(data)]
+    return [sys.executable, "-m", "sanad.cli", "index", str(SEEDS), "--data-dir", str(tmp_path / "data")], env
+
+
+def signalled_in_dense_pass(cmd: list[str], env: dict[str, str], sig: signal.Signals) -> tuple[int, str, str]:
+    """Run ``cmd``, send ``sig`` as soon as it says the lexical pass is done; exit code, stdout, stderr."""
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     assert proc.stderr is not None
     lines = []
     for line in proc.stderr:
         lines.append(line)
         if "searchable now" in line:
-            proc.send_signal(signal.SIGKILL)  # killed while the first batch is being encoded
+            proc.send_signal(sig)
             break
-    out, _ = proc.communicate(timeout=120)
-    assert proc.returncode == -signal.SIGKILL, "".join(lines)
+    out, rest = proc.communicate(timeout=120)
+    return proc.returncode, out, "".join(lines) + rest
+
+
+def test_sanad_index_killed_in_the_dense_pass_is_searchable_and_resumes(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    cmd, env = cold_index_command(tmp_path)
+    code, out, err = signalled_in_dense_pass(cmd, env, signal.SIGKILL)  # killed while the first batch is encoded
+    assert code == -signal.SIGKILL, err
     assert "5 documents (5 added" in out
 
     asked = subprocess.run([sys.executable, "-m", "sanad.cli", "ask", "--json", "من يرأس وفد حماس في مفاوضات القاهرة؟",
@@ -153,18 +164,9 @@ def test_sanad_index_killed_in_the_dense_pass_is_searchable_and_resumes(tmp_path
 
 def test_sanad_index_stopped_with_sigterm_says_so_and_resumes(tmp_path: Path) -> None:
     """`docker stop` and systemd send SIGTERM: the dense pass ends as Ctrl-C ends it, and the next run goes on."""
-    data = tmp_path / "data"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SANAD_")}
-    env.update(PYTHONUNBUFFERED="1", SANAD_EMBED__CACHE_PATH=str(tmp_path / "cold.sqlite3"))  # nothing cached
-    cmd = [sys.executable, "-m", "sanad.cli", "index", str(SEEDS), "--data-dir", str(data)]
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    assert proc.stderr is not None
-    for line in proc.stderr:
-        if "searchable now" in line:
-            proc.send_signal(signal.SIGTERM)
-            break
-    _, rest = proc.communicate(timeout=120)
-    assert proc.returncode == 130, rest
+    cmd, env = cold_index_command(tmp_path)
+    code, _, rest = signalled_in_dense_pass(cmd, env, signal.SIGTERM)
+    assert code == 130, rest
     assert "stopped:" in rest and "chunks still without dense vectors" in rest
     again = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert again.returncode == 0 and "chunks done" in again.stderr, again.stderr
