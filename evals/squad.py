@@ -6,6 +6,26 @@ from __future__ import annotations
 import json
 import random
 from pathlib import Path
+from typing import Any
+
+from rag.sentences import split_sentences
+
+
+def without_answer(paragraph: dict[str, Any], rng: random.Random) -> str | None:
+    """The paragraph's text with the sentences holding one (seeded) question's answers taken out, or
+    ``None`` when nothing would be left. The rest of the paragraph stays: the same topic, names and
+    often words of the question, only not its answer (the SQuAD 2.0 kind of unanswerable question)."""
+    text = paragraph["context"]
+    qa = rng.choice(paragraph["qas"])
+    starts = {a["answer_start"] for a in qa["answers"] if a.get("answer_start", -1) >= 0}
+    kept, at = [], 0
+    for piece in split_sentences(text):
+        end = at + len(piece)
+        if not any(at <= s < end for s in starts):
+            kept.append(piece)
+        at = end
+    rest = "".join(kept).strip()
+    return rest if rest and rest != text.strip() else None
 
 
 def convert(
@@ -16,6 +36,7 @@ def convert(
     question_lang: str | None = None,
     leave_out: float = 0.0,
     seed: int = 13,
+    drop_answer: float = 0.0,
 ) -> tuple[Path, Path]:
     """Write ``corpus.jsonl`` and ``gold.jsonl`` under ``out``.
 
@@ -26,6 +47,10 @@ def convert(
     ``leave_out``: a seeded share of the paragraphs is kept out of the corpus, and their
     questions become unanswerable items. They look like real questions, and the articles'
     other paragraphs are on the same topic: the hard case for refusal.
+
+    ``drop_answer``: in a seeded share of the paragraphs kept, the sentences that answer one of their
+    questions are taken out (``without_answer``); each question of such a paragraph whose answer is no
+    longer in it becomes unanswerable, although its paragraph, minus one sentence, is still there.
 
     Every item gets a ``split``: the articles (not paragraphs, so one topic stays on one
     side) are shuffled with ``seed`` and halved into ``dev``, where thresholds are fitted,
@@ -39,6 +64,8 @@ def convert(
     split = {t: ("dev" if i < len(shuffled) // 2 else "test") for i, t in enumerate(shuffled)}
     keys = [(art["title"], i) for art in data["data"] for i in range(len(art["paragraphs"]))]
     left_out = set(rng.sample(keys, round(len(keys) * leave_out))) if leave_out else set()
+    kept_keys = [k for k in keys if k not in left_out]
+    cut = set(rng.sample(kept_keys, round(len(kept_keys) * drop_answer))) if drop_answer else set()
     asked: dict[str, str] = {}
     if questions is not None:
         for art in json.loads(questions.read_text(encoding="utf-8"))["data"]:
@@ -52,15 +79,19 @@ def convert(
             for i, p in enumerate(art["paragraphs"]):
                 doc_id = f"{art['title']}_{i}".replace(" ", "_").replace("/", "_")
                 gone = (art["title"], i) in left_out
+                text = p["context"]
+                if (art["title"], i) in cut:
+                    text = without_answer(p, rng) or text
                 for q in p["qas"]:
                     answers = list(dict.fromkeys(a["text"] for a in q["answers"]))
+                    held = not gone and any(a in text for a in answers)
                     item = {
                         "id": q["id"],
                         "lang": qlang,
                         "question": asked.get(q["id"], q["question"]),
-                        "facts": [] if gone else [answers],
-                        "sources": [] if gone else [doc_id],
-                        "answerable": not gone,
+                        "facts": [answers] if held else [],
+                        "sources": [doc_id] if held else [],
+                        "answerable": held,
                         "split": split[art["title"]],
                     }
                     fg.write(json.dumps(item, ensure_ascii=False) + "\n")
@@ -68,7 +99,7 @@ def convert(
                     continue
                 fc.write(
                     json.dumps(
-                        {"id": doc_id, "title": art["title"].replace("_", " "), "text": p["context"]},
+                        {"id": doc_id, "title": art["title"].replace("_", " "), "text": text},
                         ensure_ascii=False,
                     )
                     + "\n"

@@ -507,11 +507,16 @@ def squad_convert(
         min=0.0, max=0.9, help="Share of paragraphs kept out of the corpus; their questions become unanswerable."
     )] = 0.0,
     seed: Annotated[int, typer.Option(help="Seed of the leave-out and of the dev/test split.")] = 13,
+    drop_answer: Annotated[float, typer.Option(
+        min=0.0, max=0.9,
+        help="Share of the paragraphs kept that lose one question's answer sentence; questions left "
+             "without their answer become unanswerable.",
+    )] = 0.0,
 ) -> None:
     """Turn SQuAD/XQuAD into a corpus (each paragraph a document) and a gold file split into dev and test."""
     from evals.squad import convert
 
-    corpus_path, gold_path = convert(squad, out, questions, leave_out=leave_out, seed=seed)
+    corpus_path, gold_path = convert(squad, out, questions, leave_out=leave_out, seed=seed, drop_answer=drop_answer)
     console.print(
         f"corpus: {corpus_path}\ngold: {gold_path}\nrun: sanad eval --gold {gold_path} --corpus {corpus_path}"
     )

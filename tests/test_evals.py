@@ -316,6 +316,32 @@ def test_squad_convert_writes_corpus_and_gold_with_english_questions(tmp_path: P
     assert [i["id"] for i in report["items"]] == ["q1", "q2"] and report["summary"]["en"]["items"] == 2
 
 
+def test_squad_convert_drop_answer_takes_out_the_answer_sentence_and_keeps_the_paragraph(tmp_path: Path) -> None:
+    first, second = "افتتحت السلطات خط المترو الثالث في القاهرة عام 2012.", "ويضم الخط الثالث 34 محطة."
+    context = f"{first} {second}"
+    ar = {"data": [{"title": "Cairo Metro", "paragraphs": [{"context": context, "qas": [
+        {"id": "q1", "question": "كم محطة يضم الخط الثالث؟",
+         "answers": [{"text": "34", "answer_start": context.index("34")}]},
+        {"id": "q2", "question": "متى افتتح الخط الثالث؟",
+         "answers": [{"text": "2012", "answer_start": context.index("2012")}]},
+    ]}]}]}
+    squad = tmp_path / "xquad.ar.json"
+    squad.write_text(json.dumps(ar, ensure_ascii=False), encoding="utf-8")
+    out = tmp_path / "out"
+
+    result = runner.invoke(app, ["squad-convert", str(squad), "--out", str(out), "--drop-answer", "0.9"])
+    assert result.exit_code == 0, result.stderr
+    corpus = [a for a in read_path(out / "corpus.jsonl", 10**6) if isinstance(a, Article)]
+    assert len(corpus) == 1 and corpus[0].text in (first, second)  # one sentence taken out, the other kept
+    items = {i.id: i for i in load_gold(out / "gold.jsonl")}
+    answers = {"q1": "34", "q2": "2012"}
+    gone = [q for q, i in items.items() if not i.answerable]
+    assert len(gone) == 1 and answers[gone[0]] not in corpus[0].text
+    assert items[gone[0]].facts == [] and items[gone[0]].sources == []
+    kept = next(i for q, i in items.items() if q not in gone)
+    assert kept.answerable and kept.sources == [corpus[0].id] and answers[kept.id] in corpus[0].text
+
+
 def test_model_judged_faithfulness_is_added_and_labelled(tmp_path: Path) -> None:
     from evals.runner import judge_faithfulness
     from rag.settings import LLMSettings, Settings
