@@ -69,4 +69,33 @@ class Chunker:
             # Without overlap the next chunk starts after this one: searching from inside it would
             # place a chunk whose text repeats earlier content (a repeated paragraph) at the wrong offset.
             cursor = start + 1 if self._overlap else end  # within the body
-        return chunks
+        return _lead_ins_forward(text, chunks, body_start)
+
+
+_LEAD_IN_ENDS = (":", "：")
+
+
+def _lead_ins_forward(body: str, chunks: list[Chunk], body_start: int) -> list[Chunk]:
+    """A line that announces a list or table ("… as follows:") and ends a chunk is moved to the start of the
+    next chunk, beside what it announces: split from it, it would be retrieved and quoted without the rows it
+    introduces, and the rows without what they are. (Not in SentenceSplitter, which only counts tokens.)"""
+    out: list[Chunk] = []
+    carried: int | None = None  # start (in the whole text) of a lead-in moved into this chunk
+    for i, c in enumerate(chunks):
+        start = c.start if carried is None else carried
+        end = c.end
+        carried = None
+        # The line, or its last sentence when it is a paragraph of several.
+        line_start = body.rfind("\n", 0, c.end - body_start) + 1 + body_start
+        if c.sentences:
+            line_start = max(line_start, c.start + c.sentences[-1][0])
+        if (i + 1 < len(chunks) and body[c.end - body_start - 1 :].startswith(_LEAD_IN_ENDS)
+                and line_start >= start and chunks[i + 1].start >= c.end):
+            carried, end = line_start, line_start
+            while end > start and body[end - body_start - 1].isspace():
+                end -= 1
+        if end <= start:
+            continue  # the chunk was only the lead-in: it opens the next one
+        piece = body[start - body_start : end - body_start]
+        out.append(Chunk(len(out), piece, start, end, sentence_spans(piece)))
+    return out

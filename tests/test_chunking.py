@@ -123,3 +123,25 @@ def test_any_text_chunks_without_crashing_into_exact_slices(small_chunker: Chunk
     for s, e in sentence_spans(text):
         assert 0 <= s < e <= len(text)
     _assert_chunks_map_to(text, small_chunker.chunk(text))
+
+
+def test_a_line_announcing_a_table_is_chunked_with_the_table(chunker: Chunker) -> None:
+    # In the seed the table's caption fell at the end of one chunk and its rows began the next: the caption
+    # was retrieved and quoted alone, the rows without what they are.
+    text = read_seed("000_ddb8d80929f4d864")
+    caption = "جدول يوضح مساهمة الأطراف في تنفيذ المرحلة الثانية من اتفاق غزة:"
+    row = "الولايات المتحدة وساطة سياسية وتقديم الدعم المالي واللوجستي"
+    chunks = chunker.chunk(text)
+    _assert_chunks_map_to(text, chunks)
+    assert [c for c in chunks if caption in c.text] == [c for c in chunks if row in c.text]
+
+
+def test_a_lead_in_that_ends_a_chunk_opens_the_next_and_nothing_is_lost(small_chunker: Chunker) -> None:
+    filler = "وصل الوفد الفلسطيني مساء أمس الأحد إلى القاهرة للانخراط في نقاشات حول تبادل الأسرى."
+    lead = "وأبرز ما اتفق عليه المجتمعون ما يلي:"
+    text = f"{filler}\n{lead}\n\nتعزيز الرقابة المشتركة على الحدود\nتسريع إعادة إعمار المدارس\n{filler}"
+    chunks = small_chunker.chunk(text)
+    _assert_chunks_map_to(text, chunks)
+    assert not any(c.text.rstrip().endswith(":") for c in chunks[:-1])
+    holding = next(c for c in chunks if lead in c.text)
+    assert holding.text.startswith(lead) and "تعزيز الرقابة" in holding.text
