@@ -368,6 +368,8 @@ class ExtractiveAnswerer:
             pool = said_something
         ranked = sorted(pool, key=lambda s: -s.score)
         best = ranked[0]
+        if semantic and best.cross:
+            extra_ratio = a.extra_ratio_cross
         chosen: list[Sentence] = []
         seen: set[str] = set()
         for s in ranked:

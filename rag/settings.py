@@ -188,16 +188,18 @@ class AnswerSettings(BaseModel):
     missing_type_support: float = Field(default=0.8, ge=0, le=1)
     # A sentence that lacks what the question asks for (a number, a date, a person, a place) is scaled by this.
     type_penalty: float = Field(default=0.8, ge=0, le=1)
-    # Further sentences are quoted only when they score at least this share of the best one.
+    # Further sentences are quoted only when they score at least this share of the best one (same script,
+    # and for English questions over Arabic articles, whose scores hold less: more of them were filler).
     extra_ratio: float = Field(default=0.7, ge=0, le=1)
+    extra_ratio_cross: float = Field(default=0.8, ge=0, le=1)
     # With the encoder, whether to answer: weights of rag.extractive.SIGNALS then a bias, same script and
     # across scripts (a logistic model; the threshold is in the bias). Empty: the support floors decide.
     refusal_same: list[float] = Field(default_factory=lambda: [
-        1.392015, 0.815246, 12.193937, 0.686861, 18.241481, -0.005558, 0.703654,
-        -0.160413, 1.84616, -0.024413, 1.847008, 1.424008, -27.602802])
+        1.389494, 0.812751, 12.190803, 0.684798, 18.235442, -0.006182, 0.703514,
+        -0.162383, 1.867701, -0.025232, 1.84567, 1.42639, -27.59231])
     refusal_cross: list[float] = Field(default_factory=lambda: [
-        2.743778, 0.700541, 14.542841, 1.010945, 16.080595, 0.224899, 0.186336,
-        -0.507362, 3.800534, -0.371634, 0.612354, 0.538766, -24.506261])
+        2.754677, 0.691998, 14.483557, 1.007941, 16.049514, 0.224074, 0.186776,
+        -0.505954, 3.833583, -0.373237, 0.615237, 0.537816, -24.43833])
     # English–Arabic dictionaries for English questions over Arabic articles (rag/bilingual.py): "auto" reads
     # FreeDict's where Debian's dict-freedict-eng-ara / -ara-eng install them, "none" goes without, or
     # comma-separated dictd .index paths.
