@@ -338,7 +338,7 @@ class ExtractiveAnswerer:
         type_penalty = a.type_penalty if semantic else a.lexical_type_penalty
         extra_ratio = a.extra_ratio if semantic else a.lexical_extra_ratio
         rank = {p.chunk_id: i for i, p in enumerate(passages)}
-        titles = {fold(p.title) for p in passages}
+        titles = {t for p in passages if (t := fold(p.title))}
         for s in sentences:
             if s.semantic is None:
                 score = s.lexical
@@ -350,7 +350,10 @@ class ExtractiveAnswerer:
                 meaning = min(1.0, max(0.0, (s.semantic - lo) / (hi - lo)))
                 score = w * meaning + (1 - w) * s.lexical
             score *= 1.0 - 0.03 * rank[s.passage.chunk_id]  # retrieval rank breaks ties
-            if fold_cached(s.text) in titles:  # a headline repeated in the body says little
+            # A headline repeated in the body says little, nor does a piece of one (a title such as
+            # "With 4 countries .. an online meeting on the second phase" splits at its "..").
+            folded = fold_cached(s.text)
+            if folded and any(folded in t for t in titles):
                 s.heading = True
             if not s.type_ok:
                 score *= type_penalty

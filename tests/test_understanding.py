@@ -60,6 +60,15 @@ def test_no_heading_is_quoted_when_a_sentence_answers(seeded_engine: Sanad, ques
         assert start >= 0 and not is_heading(c.text, start, start + len(c.quote)), c.quote
 
 
+def test_a_table_is_quoted_with_its_caption_and_no_piece_of_a_headline_is_quoted(seeded_engine: Sanad) -> None:
+    answer = seeded_engine.ask("What role is Qatar expected to play in the second phase?")
+    assert answer.answerable and "قطر دعم إنساني وتنموي للقطاع" in answer.answer  # Qatar's row of the table
+    for c in answer.citations:
+        # A headline repeated in the body, whole or a part of it, says nothing the question asks.
+        assert c.quote.strip() not in c.title, c.quote
+    assert_quotes_are_exact(answer)
+
+
 def test_a_date_held_only_by_a_dateline_is_still_found(seeded_engine: Sanad) -> None:
     answer = seeded_engine.ask("في أي تاريخ عقد الاجتماع الطارئ في القاهرة؟")
     assert answer.answerable and "25 نوفمبر" in answer.answer
