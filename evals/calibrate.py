@@ -261,17 +261,17 @@ def main() -> None:
     print(f"floors: same script {floor_same:.4f} {same}; across scripts {floor_cross:.4f} {cross}")
 
     # Per script case: across scripts the scores hold less, and more of the further sentences were filler.
-    for key, cross_script in (("extra_ratio", False), ("extra_ratio_cross", True)):
-        extras = []
-        for ratio in (0.6, 0.7, 0.8, 0.85, 0.9, 0.95, 1.0):
-            r = replay(answerable, chosen.model_copy(update={"extra_ratio": ratio, "extra_ratio_cross": ratio}))
+    extras: dict[str, list[tuple[float, float]]] = {"extra_ratio": [], "extra_ratio_cross": []}
+    for ratio in (0.6, 0.7, 0.8, 0.85, 0.9, 0.95, 1.0):
+        r = replay(answerable, chosen.model_copy(update={"extra_ratio": ratio, "extra_ratio_cross": ratio}))
+        for key, cross_script in (("extra_ratio", False), ("extra_ratio_cross", True)):
             said = [x for x in r if x["says"] and x["cross"] == cross_script
                     and x["support"] >= (floor_cross if cross_script else floor_same)]
             recall = per_set_mean(said, "fact_recall") if said else 0.0
             filler = per_set_mean(said, "filler") if said else 0.0
-            extras.append((recall - 0.5 * filler, ratio, recall, filler))
+            extras[key].append((recall - 0.5 * filler, ratio))
             print(f"{key} {ratio}: fact recall {recall:.3f}, filler {filler:.3f}")
-        chosen = chosen.model_copy(update={key: max(extras)[1]})
+    chosen = chosen.model_copy(update={key: max(scored)[1] for key, scored in extras.items()})
 
     rows = replay(cases, chosen)
     refusal_dev: dict[str, Any] = {}

@@ -79,12 +79,11 @@ def convert(
             for i, p in enumerate(art["paragraphs"]):
                 doc_id = f"{art['title']}_{i}".replace(" ", "_").replace("/", "_")
                 gone = (art["title"], i) in left_out
-                text = p["context"]
-                if (art["title"], i) in cut:
-                    text = without_answer(p, rng) or text
+                cut_here = (art["title"], i) in cut
+                text = (without_answer(p, rng) if cut_here else None) or p["context"]
                 for q in p["qas"]:
                     answers = list(dict.fromkeys(a["text"] for a in q["answers"]))
-                    held = not gone and any(a in text for a in answers)
+                    held = not gone and (not cut_here or any(a in text for a in answers))
                     item = {
                         "id": q["id"],
                         "lang": qlang,

@@ -10,7 +10,7 @@ are recovered for every chunk and every sentence in it.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from importlib import resources
 
@@ -96,6 +96,9 @@ def _lead_ins_forward(body: str, chunks: list[Chunk], body_start: int) -> list[C
                 end -= 1
         if end <= start:
             continue  # the chunk was only the lead-in: it opens the next one
+        if (start, end) == (c.start, c.end):
+            out.append(replace(c, index=len(out)))  # unchanged: its sentences are already found
+            continue
         piece = body[start - body_start : end - body_start]
         out.append(Chunk(len(out), piece, start, end, sentence_spans(piece)))
     return out

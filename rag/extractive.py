@@ -336,7 +336,6 @@ class ExtractiveAnswerer:
         a = self.settings
         semantic = any(s.semantic is not None for s in sentences)
         type_penalty = a.type_penalty if semantic else a.lexical_type_penalty
-        extra_ratio = a.extra_ratio if semantic else a.lexical_extra_ratio
         rank = {p.chunk_id: i for i, p in enumerate(passages)}
         titles = {t for p in passages if (t := fold(p.title))}
         for s in sentences:
@@ -371,8 +370,7 @@ class ExtractiveAnswerer:
             pool = said_something
         ranked = sorted(pool, key=lambda s: -s.score)
         best = ranked[0]
-        if semantic and best.cross:
-            extra_ratio = a.extra_ratio_cross
+        extra_ratio = (a.extra_ratio_cross if best.cross else a.extra_ratio) if semantic else a.lexical_extra_ratio
         chosen: list[Sentence] = []
         seen: set[str] = set()
         for s in ranked:
