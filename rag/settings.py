@@ -198,8 +198,8 @@ class AnswerSettings(BaseModel):
         1.389494, 0.812751, 12.190803, 0.684798, 18.235442, -0.006182, 0.703514,
         -0.162383, 1.867701, -0.025232, 1.84567, 1.42639, -27.59231])
     refusal_cross: list[float] = Field(default_factory=lambda: [
-        2.754677, 0.691998, 14.483557, 1.007941, 16.049514, 0.224074, 0.186776,
-        -0.505954, 3.833583, -0.373237, 0.615237, 0.537816, -24.43833])
+        2.751215, 0.691457, 14.468245, 1.008729, 16.044019, 0.223052, 0.18669,
+        -0.507004, 3.853115, -0.373508, 0.615872, 0.53687, -24.420956])
     # English–Arabic dictionaries for English questions over Arabic articles (rag/bilingual.py): "auto" reads
     # FreeDict's where Debian's dict-freedict-eng-ara / -ara-eng install them, "none" goes without, or
     # comma-separated dictd .index paths.
