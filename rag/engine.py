@@ -22,8 +22,9 @@ from rag.extractive import ExtractiveAnswerer, Selection, Sentence, SentenceScor
 from rag.gloss import english_facts
 from rag.lexical import LexicalEncoder
 from rag.llm import NO_ANSWER, LLMClient, LLMError, answer_messages, rewrite_messages
-from rag.messages import refusal
+from rag.messages import refusal, unanswered_part
 from rag.models import AlsoIn, Answer, Citation, Language, Passage, SearchFilters, Turn
+from rag.questions import standalone_parts
 from rag.retrieval import Retriever
 from rag.sentences import sentence_spans
 from rag.settings import Settings
@@ -232,14 +233,19 @@ class Sanad:
         rewritten, degraded = self.rewrite(question, history or [])
         query = rewritten or question
         prefer, said = self._previous_answer(history or []) if rewritten else ([], "")
-        passages, vector = self.retrieve(query, top_k=top_k, filters=filters, prefer=prefer)
-        t1 = time.perf_counter()
-        if rewritten:
-            own = self.retriever.query_vector(question)
-            selection = self.extractive.select(question, passages, own, already_said=said, context=(query, vector),
-                                               focus=frozenset(prefer))
+        parts = [] if rewritten else standalone_parts(question, self.encoder.analyzer)
+        if len(parts) > 1:
+            passages, selection = self._compound(parts, top_k, filters)
+            t1 = time.perf_counter()
         else:
-            selection = self.extractive.select(query, passages, vector)
+            passages, vector = self.retrieve(query, top_k=top_k, filters=filters, prefer=prefer)
+            t1 = time.perf_counter()
+            if rewritten:
+                own = self.retriever.query_vector(question)
+                selection = self.extractive.select(question, passages, own, already_said=said,
+                                                   context=(query, vector), focus=frozenset(prefer))
+            else:
+                selection = self.extractive.select(query, passages, vector)
         base = {"language": lang, "rewritten_question": rewritten}
         floor = self.extractive.floor(selection)
         if self.llm is None or not passages or selection.support < floor * _LLM_SCREEN:
@@ -248,6 +254,23 @@ class Sanad:
             yield from self._with_llm(query, passages, selection, base, whole=_whole, degraded=degraded)
         # Per call (the service answers many questions at once): the last event, after the answer.
         yield Event("timings", Timings(retrieval_ms=(t1 - t0) * 1000, answer_ms=(time.perf_counter() - t1) * 1000))
+
+    def _compound(
+        self, parts: list[str], top_k: int | None, filters: SearchFilters | None
+    ) -> tuple[list[Passage], Selection]:
+        """A compound question, part by part: each part's passages and answer on its own words. The
+        passages (for an LLM) are the parts' in turn, as many as one question gets."""
+        found = []
+        for part in parts:
+            passages, vector = self.retrieve(part, top_k=top_k, filters=filters)
+            found.append((part, passages, self.extractive.select(part, passages, vector)))
+        merged: dict[str, Passage] = {}
+        for rank in range(max(len(ps) for _, ps, _ in found)):
+            for _, ps, _ in found:
+                if rank < len(ps):
+                    merged.setdefault(ps[rank].chunk_id, ps[rank])
+        k = top_k or self.settings.retrieval.top_k
+        return list(merged.values())[:k], self.extractive.merge([(q, s) for q, _, s in found])
 
     def _refusal(self, base: dict[str, Any], cross_script: bool = False, **extra: Any) -> Iterator[Event]:
         text = refusal(base["language"], cross_script)
@@ -284,6 +307,10 @@ class Sanad:
                 part = f" In English, the dates, figures and names it gives: {facts}."
                 parts.append(part)
                 yield Event("delta", part)
+        for asked in selection.unanswered:
+            part = "\n\n" + unanswered_part(lang, asked)
+            parts.append(part)
+            yield Event("delta", part)
         yield Event(
             "answer", Answer(answer="".join(parts), answerable=True, citations=citations, degraded=degraded, **base)
         )

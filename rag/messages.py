@@ -22,3 +22,14 @@ CROSS_SCRIPT_REFUSAL: dict[Language, str] = {
 
 def refusal(lang: Language, cross_script: bool = False) -> str:
     return (CROSS_SCRIPT_REFUSAL if cross_script else REFUSAL)[lang]
+
+
+# A compound question answered in part: the part the articles do not answer, named.
+UNANSWERED_PART: dict[Language, str] = {
+    "ar": "لا تتضمن المقالات المتاحة إجابة عن: «{part}»",
+    "en": "The available articles do not answer: “{part}”",
+}
+
+
+def unanswered_part(lang: Language, part: str) -> str:
+    return UNANSWERED_PART[lang].format(part=part.strip())
