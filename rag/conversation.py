@@ -7,10 +7,13 @@ import re
 from rag.models import Turn
 from rag.text import Analyzer
 
-# Words that point back at something said before.
+# Words that point back at something said before. Arabic also attaches its pronouns to verbs, nouns and
+# prepositions: "مثّلها" (represented *her*), "رئيسها", "عليهم"; ها/هم/هما/هن ending a word of three
+# letters or more are those clitics (a lone final ه is not: informal writing puts it for ة).
 _REFERRING = re.compile(
     r"\b(it|its|they|them|their|he|him|his|she|her|that|this|those|these|there|then)\b"
-    r"|(^|\s)(هو|هي|هم|ذلك|تلك|هذا|هذه|هؤلاء|هناك|عندها|حينها|فيه|فيها|منه|منها|عنه|عنها)(\s|$|[؟?.،])",
+    r"|(^|\s)(هو|هي|هم|ذلك|تلك|هذا|هذه|هؤلاء|هناك|عندها|حينها|فيه|فيها|منه|منها|عنه|عنها)(\s|$|[؟?.،])"
+    r"|[\u0621-\u064a\u064b-\u0652]{3,}(?:ها|هم|هما|هن)(?=\s|$|[؟?.،])",
     re.IGNORECASE,
 )
 _FEW_CONTENT_WORDS = 3

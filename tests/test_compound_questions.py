@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import pytest
 
+from rag.conversation import carry_context
 from rag.engine import Sanad
+from rag.models import Turn
 from rag.questions import split_compound, standalone_parts
 from rag.text import Analyzer
 from tests.test_understanding import assert_quotes_are_exact, cited_docs
@@ -78,3 +80,17 @@ def test_the_part_the_articles_do_not_answer_is_named(seeded_engine: Sanad, ques
     assert answer.answerable and found in answer.answer
     assert answer.answer.endswith(said)
     assert_quotes_are_exact(answer)
+
+
+@pytest.mark.parametrize("follow_up", [
+    "ومن مثّلها في اجتماع القاهرة الطارئ؟",  # مثّلها: "represented her" (Qatar)
+    "ما الذي قاله رئيسها عن المفاوضات الجارية؟",  # رئيسها: "its president"
+])
+def test_an_arabic_pronoun_attached_to_a_word_points_back(follow_up: str) -> None:
+    history = [Turn(role="user", content="ما الدور المتوقع من قطر في المرحلة الثانية؟")]
+    assert "قطر" in (carry_context(follow_up, history, Analyzer()) or "")
+
+
+def test_a_question_with_no_pronoun_stands_alone() -> None:
+    history = [Turn(role="user", content="ما الدور المتوقع من قطر في المرحلة الثانية؟")]
+    assert carry_context("من ترأس الجانب المصري في اجتماع القاهرة الطارئ؟", history, Analyzer()) is None
