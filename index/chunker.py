@@ -18,6 +18,11 @@ from llama_index.core.node_parser import SentenceSplitter
 
 from rag.sentences import sentence_spans, split_sentences
 
+# What the chunks of an article are made by. Raise it with every change to how text is chunked or split into
+# sentences: a store's articles indexed by an earlier version are chunked again on the next `sanad index`
+# (the vector cache keeps what did not change from being encoded again).
+CHUNKER_VERSION = 2  # 2: a lead-in line (ending in ":") opens the chunk of the table or list it announces
+
 
 @dataclass
 class Chunk:
@@ -41,6 +46,8 @@ def _o200k():  # type: ignore[no-untyped-def]
 class Chunker:
     def __init__(self, chunk_tokens: int = 160, overlap: int = 0) -> None:
         enc = _o200k()
+        # Recorded with each article: other chunking (an upgrade, or other chunk settings) re-chunks it.
+        self.signature = f"v{CHUNKER_VERSION}/{chunk_tokens}/{overlap}"
         self._overlap = overlap
         self._splitter = SentenceSplitter(
             chunk_size=chunk_tokens,

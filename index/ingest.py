@@ -82,7 +82,7 @@ class Indexer:
             raise ValueError(f"document too long ({len(article.text)} characters > {self.settings.max_document_chars})")
         digest = content_hash(article)
         record = self.store.get_document(article.id)
-        if record and record.get("content_hash") == digest:
+        if record and record.get("content_hash") == digest and record.get("chunking") == self.chunker.signature:
             return "unchanged", int(record.get("chunks", 0))
         chunks = self.chunker.chunk(article.text, article.body_start)
         story, minhash = self.stories.assign(article.id, article.text[article.body_start :])
@@ -121,6 +121,7 @@ class Indexer:
                 "doc_id": article.id,
                 "title": article.title,
                 "content_hash": digest,
+                "chunking": self.chunker.signature,
                 "chunks": len(points),
                 "date": article.date.isoformat() if article.date else None,
                 "source": article.source,

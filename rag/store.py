@@ -67,7 +67,7 @@ _IS_DOCUMENT = models.FieldCondition(key="kind", match=models.MatchValue(value="
 
 def public_record(record: dict[str, Any]) -> dict[str, Any]:
     """A document record as users see it (API and ``sanad documents --json``): without store internals."""
-    return {k: v for k, v in record.items() if k not in ("kind", "content_hash", "minhash")}
+    return {k: v for k, v in record.items() if k not in ("kind", "content_hash", "minhash", "chunking")}
 
 
 def document_point_id(doc_id: str) -> str:

@@ -16,8 +16,8 @@ from rag.engine import Sanad
 from rag.lexical import LexicalEncoder
 from rag.models import Article
 from rag.settings import EmbedSettings, RetrievalSettings, Settings
-from rag.store import OWNER_FILE, PassageStore, StoreBusy, StoreMismatch, open_client
-from tests.conftest import SEED_IDS, SEEDS, index_seeds
+from rag.store import OWNER_FILE, PassageStore, StoreBusy, StoreMismatch, open_client, public_record
+from tests.conftest import SEED_IDS, SEEDS, index_seeds, read_seed
 
 GHAZI = "004_62f51f2fac3a5964"
 HAYYA = "002_823df25e19dc7a4e"
@@ -83,6 +83,32 @@ def test_reindexing_unchanged_articles_changes_nothing(engine: Sanad) -> None:
     again = index(engine, SEEDS)
     assert (again.added, again.updated, again.unchanged) == (0, 0, 5)
     assert chunks_of(engine) == before
+
+
+def test_other_chunk_settings_chunk_the_articles_again(engine: Sanad, corpus: Path) -> None:
+    small = Indexer(engine.store, engine.encoder, engine.embedder,
+                    engine.settings.index.model_copy(update={"chunk_tokens": 48}))
+    small.index_paths([corpus])
+    before = engine.store.count_chunks(GHAZI)
+    summary = index(engine, corpus)  # the configured chunk size: the same articles, other chunks
+    assert (summary.added, summary.updated, summary.unchanged) == (0, 2, 0)
+    expected = len(indexer(engine).chunker.chunk(read_seed(GHAZI)))
+    assert engine.store.count_chunks(GHAZI) == engine.store.get_document(GHAZI)["chunks"] == expected < before
+    again = index(engine, corpus)
+    assert (again.updated, again.unchanged) == (0, 2)
+
+
+def test_articles_chunked_by_an_earlier_sanad_are_chunked_again(engine: Sanad, corpus: Path) -> None:
+    index(engine, corpus)
+    chunks = chunks_of(engine)
+    record = engine.store.get_document(HAYYA)
+    del record["chunking"]  # what a Sanad before the chunker was versioned recorded
+    engine.store.put_document(record)
+    summary = index(engine, corpus)
+    assert (summary.updated, summary.unchanged) == (1, 1)
+    assert chunks_of(engine) == chunks  # this chunker makes the same chunks of it: nothing else changes
+    assert engine.store.get_document(HAYYA)["chunking"] == indexer(engine).chunker.signature
+    assert "chunking" not in public_record(engine.store.get_document(HAYYA))  # a store internal, not shown
 
 
 def test_changed_article_replaces_its_chunks(engine: Sanad, corpus: Path) -> None:

@@ -213,7 +213,7 @@ async def get_document(doc_id: str, state: StateDep) -> DocumentInfo:
     record = await run_in_threadpool(state.engine.store.get_document, doc_id)
     if record is None:
         raise APIError(404, "document_not_found", f"No document with id '{doc_id}'.")
-    return DocumentInfo.model_validate({k: v for k, v in record.items() if k not in ("kind", "content_hash")})
+    return DocumentInfo.model_validate(public_record(record))
 
 
 def _delete(state: ServiceState, doc_id: str) -> bool:
