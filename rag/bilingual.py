@@ -75,18 +75,23 @@ class Dictionary:
         """The term sets of ``word``'s translations (empty if the dictionary lacks it)."""
         if self._entries is None:
             self._entries = self._load()
+        # Every form the word may come from: "heads" is listed as the plural of the noun (الرؤوس), the
+        # verb "to head" (ترأّس, الرئيس) only under "head".
+        alternatives: set[frozenset[str]] = set()
         for lemma in _lemmas(word.lower()):
-            lines = self._entries.get(lemma)
-            if not lines:
-                continue
-            alternatives: set[frozenset[str]] = set()
-            for line in lines:
+            found: set[frozenset[str]] = set()
+            for line in self._entries.get(lemma, ()):
                 for alt in _ALTERNATIVES.split(_PARENS.sub(" ", _SENSE_NUMBER.sub("", line))):
                     terms = frozenset(self._terms(alt))
                     if terms and len(terms) <= _MAX_ALTERNATIVE_TERMS:
-                        alternatives.add(terms)
-            if alternatives:
-                return tuple(sorted(alternatives, key=sorted))
+                        found.add(terms)
+            # The word itself, where every sense glosses it with more words ("Israeli": المواطن الإسرائيلي,
+            # متعلّق بإسرائيل): the term all its translations share is enough.
+            if len(found) > 1 and (core := frozenset.intersection(*found)):
+                found.add(core)
+            alternatives |= found
+        if alternatives:
+            return tuple(sorted(alternatives, key=sorted))
         return ()
 
     def question_words(self, question: str, stopwords: frozenset[str]) -> list[tuple[str, tuple[frozenset[str], ...]]]:

@@ -182,10 +182,10 @@ class AnswerSettings(BaseModel):
     cross_semantic_floor: float = Field(default=0.68, ge=-1, le=1)
     cross_semantic_ceiling: float = Field(default=0.88, ge=-1, le=1)
     cross_semantic_weight: float = Field(default=0.85, ge=0, le=1)
-    min_support_dense: float = Field(default=0.2956, ge=0, le=1)
-    min_support_cross_dense: float = Field(default=0.3431, ge=0, le=1)
+    min_support_dense: float = Field(default=0.2967, ge=0, le=1)
+    min_support_cross_dense: float = Field(default=0.3574, ge=0, le=1)
     # For refusal: the support of a best sentence that lacks what the question asks for is scaled by this.
-    missing_type_support: float = Field(default=0.8, ge=0, le=1)
+    missing_type_support: float = Field(default=1.0, ge=0, le=1)
     # A sentence that lacks what the question asks for (a number, a date, a person, a place) is scaled by this.
     type_penalty: float = Field(default=0.8, ge=0, le=1)
     # Further sentences are quoted only when they score at least this share of the best one (same script,
@@ -195,11 +195,9 @@ class AnswerSettings(BaseModel):
     # With the encoder, whether to answer: weights of rag.extractive.SIGNALS then a bias, same script and
     # across scripts (a logistic model; the threshold is in the bias). Empty: the support floors decide.
     refusal_same: list[float] = Field(default_factory=lambda: [
-        1.389494, 0.812751, 12.190803, 0.684798, 18.235442, -0.006182, 0.703514,
-        -0.162383, 1.867701, -0.025232, 1.84567, 1.42639, -27.59231])
-    refusal_cross: list[float] = Field(default_factory=lambda: [
-        2.751215, 0.691457, 14.468245, 1.008729, 16.044019, 0.223052, 0.18669,
-        -0.507004, 3.853115, -0.373508, 0.615872, 0.53687, -24.420956])
+        1.455717, 0.798479, 12.152578, 0.66986, 18.193536, -0.017141, 0.697827,
+        -0.15993, 1.876734, 0.058165, 1.840033, 1.417176, -27.617979])
+    refusal_cross: list[float] = Field(default_factory=list)
     # English–Arabic dictionaries for English questions over Arabic articles (rag/bilingual.py): "auto" reads
     # FreeDict's where Debian's dict-freedict-eng-ara / -ara-eng install them, "none" goes without, or
     # comma-separated dictd .index paths.

@@ -51,7 +51,9 @@ def encoder() -> LexicalEncoder:
 @pytest.fixture
 def dictionary(tmp_path: Path, encoder: LexicalEncoder) -> Dictionary:
     eng_ara = write_dictd(tmp_path, "eng-ara", [("Meeting", ["الاجتماع"]), ("Attend", ["1. حضر", "2. شارك"]),
-                                                ("Year", ["السنة"]), ("Reconstruction", ["الإعمار"])])
+                                                ("Year", ["السنة"]), ("Reconstruction", ["الإعمار"]),
+                                                ("Negotiator", ["1. المفاوض المحترف", "2. ممثل مفاوض"]),
+                                                ("Head", ["الرئيس"]), ("Heads", ["الرؤوس"])])
     ara_eng = write_dictd(tmp_path, "ara-eng", [("القائد", ["1. Commander", "2. Leader"])])
     d = load_dictionary(f"{eng_ara},{ara_eng}", lambda text: encoder.features(text)[0])
     assert d is not None
@@ -63,6 +65,21 @@ def test_words_are_looked_up_through_their_inflections_in_both_dictionaries(dict
     assert len(dictionary.lookup("attended")) == 2  # both senses: حضر and شارك
     assert dictionary.lookup("leader")  # only in the Arabic–English one, read in reverse
     assert dictionary.lookup("zebra") == ()
+
+
+def test_a_word_every_sense_glosses_with_more_words_is_found_alone(dictionary: Dictionary,
+                                                                  encoder: LexicalEncoder) -> None:
+    text = "وقال المفاوض إن المحادثات مستمرة."  # neither "professional" nor "representative" is in it
+    passage = Passage(chunk_id="c", doc_id="d", text=text, start=0, end=len(text))
+    sentence = Sentence(passage, 0, len(text), text)
+    SentenceScorer(encoder, dictionary).score("What did the negotiator say?", [sentence])
+    assert sentence.score > 0
+
+
+def test_an_inflected_word_gets_the_senses_of_the_word_it_comes_from(dictionary: Dictionary) -> None:
+    heads = set(dictionary.lookup("heads"))
+    assert set(dictionary.lookup("head")) <= heads  # "heads the delegation": الرئيس, not only الرؤوس
+    assert len(heads) == 2
 
 
 def test_the_words_that_frame_a_question_are_not_asked_for(dictionary: Dictionary) -> None:
