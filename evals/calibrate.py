@@ -19,7 +19,8 @@ What is chosen, in order:
    sentence that lacks the asked-for kind of thing (``missing_type_support``) chosen to refuse most;
 3. the share of the best score a further sentence needs (``extra_ratio``, and ``extra_ratio_cross`` for
    English questions over Arabic articles), by fact recall minus half the share of quoted sentences that
-   hold no fact;
+   hold no fact; then, by the same measure, the share a sentence from another article than the best
+   one's needs (``extra_ratio_other``, ``extra_ratio_other_cross``);
 4. the refusal model (same script, across scripts): a logistic regression on the selection's signals
    (:data:`rag.extractive.SIGNALS`) of answerable against unanswerable dev items, its threshold then set,
    like the floors, so that false refusals on answerable dev items stay within ``--max-false-refusal``;
@@ -69,7 +70,7 @@ def collect(gold: Path, corpus: Path, split: str, settings: Settings) -> list[Ca
         for item in items:
             rewritten, _ = engine.rewrite(item.question, item.turns)
             query = rewritten or item.question
-            prefer, said = engine._previous_answer(item.turns) if rewritten else ([], "")
+            prefer, said, _ = engine._previous_answer(item.turns) if rewritten else ([], "", False)
             passages, vector = engine.retrieve(query, prefer=prefer)
             if rewritten:  # as Sanad.stream does for a follow-up
                 own = engine.retriever.query_vector(item.question)
@@ -194,6 +195,22 @@ def choose_refusal(rows: list[dict[str, Any]], cross: bool, max_false: float
     return (fit_refusal(rows, max_false) if best == "signals" else []), best, cv
 
 
+def _fit_ratios(answerable: list[Case], chosen: AnswerSettings, keys: tuple[str, str], grid: tuple[float, ...],
+                floors: tuple[float, float]) -> AnswerSettings:
+    """A further-sentence ratio per script case (``keys``: same script, across scripts), by fact recall minus
+    half the share of quoted sentences that hold no fact, on the answerable items each floor lets through."""
+    scored: dict[str, list[tuple[float, float]]] = {key: [] for key in keys}
+    for ratio in grid:
+        r = replay(answerable, chosen.model_copy(update=dict.fromkeys(keys, ratio)))
+        for key, cross_script in zip(keys, (False, True), strict=True):
+            said = [x for x in r if x["says"] and x["cross"] == cross_script and x["support"] >= floors[cross_script]]
+            recall = per_set_mean(said, "fact_recall") if said else 0.0
+            filler = per_set_mean(said, "filler") if said else 0.0
+            scored[key].append((recall - 0.5 * filler, ratio))
+            print(f"{key} {ratio}: fact recall {recall:.3f}, filler {filler:.3f}")
+    return chosen.model_copy(update={key: max(pairs)[1] for key, pairs in scored.items()})
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--set", action="append", required=True, metavar="GOLD=CORPUS")
@@ -261,17 +278,11 @@ def main() -> None:
     print(f"floors: same script {floor_same:.4f} {same}; across scripts {floor_cross:.4f} {cross}")
 
     # Per script case: across scripts the scores hold less, and more of the further sentences were filler.
-    extras: dict[str, list[tuple[float, float]]] = {"extra_ratio": [], "extra_ratio_cross": []}
-    for ratio in (0.6, 0.7, 0.8, 0.85, 0.9, 0.95, 1.0):
-        r = replay(answerable, chosen.model_copy(update={"extra_ratio": ratio, "extra_ratio_cross": ratio}))
-        for key, cross_script in (("extra_ratio", False), ("extra_ratio_cross", True)):
-            said = [x for x in r if x["says"] and x["cross"] == cross_script
-                    and x["support"] >= (floor_cross if cross_script else floor_same)]
-            recall = per_set_mean(said, "fact_recall") if said else 0.0
-            filler = per_set_mean(said, "filler") if said else 0.0
-            extras[key].append((recall - 0.5 * filler, ratio))
-            print(f"{key} {ratio}: fact recall {recall:.3f}, filler {filler:.3f}")
-    chosen = chosen.model_copy(update={key: max(scored)[1] for key, scored in extras.items()})
+    floors = (floor_same, floor_cross)
+    chosen = _fit_ratios(answerable, chosen, ("extra_ratio", "extra_ratio_cross"),
+                         (0.6, 0.7, 0.8, 0.85, 0.9, 0.95, 1.0), floors)
+    chosen = _fit_ratios(answerable, chosen, ("extra_ratio_other", "extra_ratio_other_cross"),
+                         (0.0, 0.85, 0.9, 0.95, 1.0), floors)
 
     rows = replay(cases, chosen)
     refusal_dev: dict[str, Any] = {}
@@ -287,6 +298,7 @@ def main() -> None:
 
     fitted = {k: getattr(chosen, k) for k in (*fitted_weights, "min_support_dense", "min_support_cross_dense",
                                               "missing_type_support", "extra_ratio", "extra_ratio_cross",
+                                              "extra_ratio_other", "extra_ratio_other_cross",
                                               "refusal_same", "refusal_cross")}
     print("AnswerSettings:", json.dumps(fitted))
     args.out.write_text(json.dumps({"fitted": fitted, "sets": args.set, "split": args.split,

@@ -162,12 +162,13 @@ class Sanad:
             passages = sorted(merged.values(), key=lambda p: -boost[p.chunk_id])[:k]
         return passages, vector
 
-    def _previous_answer(self, history: list[Turn]) -> tuple[list[str], str]:
-        """The documents and text of the conversation's last answer. Without stored citations (a client that
-        sends only messages), its documents are found by searching for the answer's own text."""
+    def _previous_answer(self, history: list[Turn]) -> tuple[list[str], str, bool]:
+        """The documents and text of the conversation's last answer, and whether those are the documents it
+        cited (stored with it, or holding its verbatim quotes) rather than a guess. Without stored citations
+        (a client that sends only messages), its documents are found by searching for the answer's own text."""
         last = next((t for t in reversed(history) if t.role == "assistant"), None)
         if last is None or not last.content.strip():
-            return [], ""
+            return [], "", False
         docs = list(last.doc_ids)
         if not docs:
             # The answer quotes article sentences verbatim: the documents whose passages hold its quotes.
@@ -175,8 +176,9 @@ class Sanad:
             quotes = [fold(q) for q in quotes if len(q) > 30]
             found = self.retriever.search(last.content[:1000], top_k=8)
             docs = list(dict.fromkeys(p.doc_id for p in found if any(q in fold(p.text) for q in quotes)))
-            docs = docs or [p.doc_id for p in found[:1]]
-        return docs, last.content
+            if not docs:  # a paraphrase: the closest article, a guess
+                return [p.doc_id for p in found[:1]], last.content, False
+        return docs, last.content, True
 
     def rewrite(self, question: str, history: list[Turn]) -> tuple[str | None, bool]:
         """Standalone form of a follow-up (``None`` if it stands alone) and whether the LLM failed."""
@@ -232,7 +234,7 @@ class Sanad:
         t0 = time.perf_counter()
         rewritten, degraded = self.rewrite(question, history or [])
         query = rewritten or question
-        prefer, said = self._previous_answer(history or []) if rewritten else ([], "")
+        prefer, said, cited = self._previous_answer(history or []) if rewritten else ([], "", False)
         parts = [] if rewritten else standalone_parts(question, self.encoder.analyzer)
         if len(parts) > 1:
             passages, selection = self._compound(parts, top_k, filters)
@@ -241,9 +243,7 @@ class Sanad:
             passages, vector = self.retrieve(query, top_k=top_k, filters=filters, prefer=prefer)
             t1 = time.perf_counter()
             if rewritten:
-                own = self.retriever.query_vector(question)
-                selection = self.extractive.select(question, passages, own, already_said=said,
-                                                   context=(query, vector), focus=frozenset(prefer))
+                selection = self._follow_up(question, passages, said, (query, vector), prefer, cited)
             else:
                 selection = self.extractive.select(query, passages, vector)
         base = {"language": lang, "rewritten_question": rewritten}
@@ -254,6 +254,20 @@ class Sanad:
             yield from self._with_llm(query, passages, selection, base, whole=_whole, degraded=degraded)
         # Per call (the service answers many questions at once): the last event, after the answer.
         yield Event("timings", Timings(retrieval_ms=(t1 - t0) * 1000, answer_ms=(time.perf_counter() - t1) * 1000))
+
+    def _follow_up(self, question: str, passages: list[Passage], said: str,
+                   context: tuple[str, list[float] | None], prefer: list[str], cited: bool) -> Selection:
+        """Offline, a follow-up ("and when was it held?") is answered from the articles the previous answer
+        cited, when those are known and hold an answer; otherwise from everything retrieved. Its own words
+        are few and often match another story better ("held" in an article about another meeting)."""
+        own = self.retriever.query_vector(question)
+        focus = frozenset(prefer)
+        scoped = [p for p in passages if p.doc_id in focus]
+        if cited and scoped and len(scoped) < len(passages):
+            selection = self.extractive.select(question, scoped, own, already_said=said, context=context, focus=focus)
+            if self.extractive.answerable(selection):
+                return selection
+        return self.extractive.select(question, passages, own, already_said=said, context=context, focus=focus)
 
     def _compound(
         self, parts: list[str], top_k: int | None, filters: SearchFilters | None

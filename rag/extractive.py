@@ -373,6 +373,7 @@ class ExtractiveAnswerer:
         ranked = sorted(pool, key=lambda s: -s.score)
         best = ranked[0]
         extra_ratio = (a.extra_ratio_cross if best.cross else a.extra_ratio) if semantic else a.lexical_extra_ratio
+        other_ratio = (a.extra_ratio_other_cross if best.cross else a.extra_ratio_other) if semantic else 0.0
         chosen: list[Sentence] = []
         seen: set[str] = set()
         for s in ranked:
@@ -385,6 +386,8 @@ class ExtractiveAnswerer:
             if chosen and s.score < extra_ratio * best.score * (type_penalty if not best.type_ok else 1.0):
                 break
             if chosen and not s.type_ok:
+                continue
+            if chosen and s.passage.doc_id != best.passage.doc_id and s.score < other_ratio * best.score:
                 continue
             if chosen and focus and best.passage.doc_id in focus and s.passage.doc_id not in focus:
                 continue

@@ -192,11 +192,16 @@ class AnswerSettings(BaseModel):
     # and for English questions over Arabic articles, whose scores hold less: more of them were filler).
     extra_ratio: float = Field(default=0.7, ge=0, le=1)
     extra_ratio_cross: float = Field(default=0.8, ge=0, le=1)
+    # A further sentence from another article than the best one's needs at least this share of the best score
+    # (same script, across scripts; at or below extra_ratio it adds nothing): on the dev splits such
+    # sentences were more often filler, an answer from the article that answers being what a reader wants.
+    extra_ratio_other: float = Field(default=0.85, ge=0, le=1)
+    extra_ratio_other_cross: float = Field(default=0.9, ge=0, le=1)
     # With the encoder, whether to answer: weights of rag.extractive.SIGNALS then a bias, same script and
     # across scripts (a logistic model; the threshold is in the bias). Empty: the support floors decide.
     refusal_same: list[float] = Field(default_factory=lambda: [
-        1.455717, 0.798479, 12.152578, 0.66986, 18.193536, -0.017141, 0.697827,
-        -0.15993, 1.876734, 0.058165, 1.840033, 1.417176, -27.617979])
+        1.451597, 0.798521, 12.118768, 0.672874, 18.176981, -0.007824, 0.702936,
+        -0.168568, 1.862055, 0.060048, 1.83575, 1.419458, -27.574084])
     refusal_cross: list[float] = Field(default_factory=list)
     # English–Arabic dictionaries for English questions over Arabic articles (rag/bilingual.py): "auto" reads
     # FreeDict's where Debian's dict-freedict-eng-ara / -ara-eng install them, "none" goes without, or
