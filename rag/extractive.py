@@ -399,6 +399,11 @@ class ExtractiveAnswerer:
             end = list_after(s.passage.text, s.end)
             if end > s.end:
                 s.end, s.text = end, s.passage.text[s.start : end]
+        # A row of that table or list, chosen on its own, is already quoted with it.
+        chosen = [s for s in chosen if not any(
+            t.passage.chunk_id == s.passage.chunk_id and t.start <= s.start and s.end <= t.end
+            and (t.start, t.end) != (s.start, s.end)
+            for t in chosen)]
         support = best.score
         if semantic and not best.type_ok:
             # Whether the articles hold the answer: the best sentence lacks the kind of thing asked for.

@@ -63,6 +63,7 @@ def test_no_heading_is_quoted_when_a_sentence_answers(seeded_engine: Sanad, ques
 def test_a_table_is_quoted_with_its_caption_and_no_piece_of_a_headline_is_quoted(seeded_engine: Sanad) -> None:
     answer = seeded_engine.ask("What role is Qatar expected to play in the second phase?")
     assert answer.answerable and "قطر دعم إنساني وتنموي للقطاع" in answer.answer  # Qatar's row of the table
+    assert answer.answer.count("قطر دعم إنساني وتنموي للقطاع") == 1  # the row is not quoted again on its own
     for c in answer.citations:
         # A headline repeated in the body, whole or a part of it, says nothing the question asks.
         assert c.quote.strip() not in c.title, c.quote
