@@ -81,8 +81,11 @@ _PERSON_WORDS = (
     "السيد|السيده|الرئيس|رئيس|رئيسه|الوزير|وزير|وزيره|اللواء|لواء|العميد|الفريق|الشيخ|شيخ|الامير|امير|الملك|ملك"
     "|المتحدث|متحدث|الناطق|ناطق|السفير|سفير|ممثل|مندوب|قائد|مدير|الامين|امين|زعيم|نائب|مسؤول|الدكتور|الدكتوره"
     "|المبعوث|مبعوث|مستشار|عضو|النائب|القيادي|قيادي"
-    # plurals: officials, heads, ministers, leaders, representatives, delegates, envoys, delegations
-    "|رؤساء|مسؤولين|مسؤولون|مسؤولو|وزراء|قادة|زعماء|ممثلين|ممثلون|ممثلو|مندوبين|مندوبو|سفراء|مبعوثين|مستشارين"
+)
+# Plurals and groups (officials, heads, ministers, leaders, representatives, delegates, envoys, delegations):
+# people are named by kind, not by name: weaker evidence for "who", as a weekday is for "when".
+_PEOPLE_WORDS = (
+    "رؤساء|مسؤولين|مسؤولون|مسؤولو|وزراء|قادة|زعماء|ممثلين|ممثلون|ممثلو|مندوبين|مندوبو|سفراء|مبعوثين|مستشارين"
     "|أعضاء|نواب|وفد|وفود|الوفد"
 )
 _EN_PERSON_WORDS = (
@@ -112,6 +115,8 @@ _EVIDENCE: dict[AnswerType, re.Pattern[str]] = {
     "place": re.compile(_ar_words(_PLACE_WORDS) + rf"|\b(?:{_EN_PLACE_WORDS})\b|\b(?:in|at|from)\s+[A-Z]"),
 }
 _RELATIVE_TIME = re.compile(_ar_words(_RELATIVE_TIME_WORDS) + rf"|\b(?:{_EN_RELATIVE_TIME_WORDS})\b")
+_PEOPLE = re.compile(_ar_words(_PEOPLE_WORDS) + r"|\b(?:officials|leaders|ministers|representatives|delegates|envoys"
+                     r"|delegations?|heads)\b")
 # A name in Latin letters (capitalised, not the sentence's first word) counts as a person for "who".
 _LATIN_NAME = re.compile(r"(?<=[a-z,;]\s)[A-Z][a-z]+")
 
@@ -133,6 +138,8 @@ def _evidence(sentence: str) -> frozenset[AnswerType]:
         found.add("person")
     if "time" not in found and _RELATIVE_TIME.search(folded):
         found.add("relative_time")  # type: ignore[arg-type]  # weaker evidence for "time", see answer_strength
+    if "person" not in found and _PEOPLE.search(folded):
+        found.add("people")  # type: ignore[arg-type]  # weaker evidence for "person", see answer_strength
     return frozenset(found)
 
 
@@ -143,13 +150,14 @@ def holds(answer_type: AnswerType, sentence: str) -> bool:
 
 def answer_strength(question: str, sentence: str) -> int:
     """2: ``sentence`` holds every kind of thing ``question`` asks for (or nothing is checkable); 1: only
-    relative time for a "when" question (a weekday, "yesterday"); 0: something asked for is missing."""
+    relative time for a "when" question (a weekday, "yesterday"), or only people named by kind for a
+    "who" question ("officials", "the heads of intelligence"); 0: something asked for is missing."""
     strength = 2
     evidence = _evidence(sentence)
     for t in asked_types(question):
         if t in evidence:
             continue
-        if t == "time" and "relative_time" in evidence:
+        if (t == "time" and "relative_time" in evidence) or (t == "person" and "people" in evidence):
             strength = 1
             continue
         return 0

@@ -376,6 +376,8 @@ class ExtractiveAnswerer:
         other_ratio = (a.extra_ratio_other_cross if best.cross else a.extra_ratio_other) if semantic else 0.0
         chosen: list[Sentence] = []
         seen: set[str] = set()
+        floor = extra_ratio * best.score * (type_penalty if not best.type_ok else 1.0)
+        weak_best = best.type_ok and not best.type_strong
         for s in ranked:
             key = fold_cached(s.text)
             if key in seen or s.score <= 0:
@@ -383,8 +385,13 @@ class ExtractiveAnswerer:
             # A further sentence must come close to the best and hold what the question asks for. When the best
             # one lacks it ("which company…", and no company named), a sentence that holds it is what the answer
             # still needs: for it, the best one's lead is discounted by the type penalty once more.
-            if chosen and s.score < extra_ratio * best.score * (type_penalty if not best.type_ok else 1.0):
-                break
+            if chosen and s.score < floor:
+                # When the best one holds what is asked for only weakly (a weekday for "when", "officials"
+                # for "who"), a sentence that holds it fully (a date, a name) is discounted the same way.
+                if s.score < (floor * type_penalty if weak_best else floor):
+                    break  # nothing ranked lower can come close enough
+                if not s.type_strong:
+                    continue
             if chosen and not s.type_ok:
                 continue
             if chosen and s.passage.doc_id != best.passage.doc_id and s.score < other_ratio * best.score:

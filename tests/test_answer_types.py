@@ -58,6 +58,13 @@ def test_person_needs_a_title_role_or_a_latin_name() -> None:
     assert holds("person", "The talks were led by Hamad for the movement")
     assert not holds("person", "تأخر دخول قوافل المساعدات")
 
+def test_people_named_by_kind_answer_who_only_weakly() -> None:
+    # "the heads of intelligence" says who in kind; a title with a name says who.
+    assert answer_strength("من شارك في الاجتماع؟", "جمع الاجتماع كبار المسؤولين ورؤساء أجهزة المخابرات") == 1
+    assert answer_strength("من شارك في الاجتماع؟", "حضر الشيخ محمد بن عبد الرحمن آل ثاني الاجتماع") == 2
+    assert answer_strength("Who attended?", "Several officials and ministers attended") == 1
+    assert answer_strength("من شارك في الاجتماع؟", "تأخر دخول قوافل المساعدات") == 0
+
 
 def test_place_needs_a_place_noun_or_a_named_place() -> None:
     assert holds("place", "أطلقت صواريخ من شمال غزة")

@@ -8,6 +8,7 @@ from datetime import date
 import pytest
 
 from evals.metrics import answer_language
+from rag.answer_types import answer_strength
 from rag.engine import Sanad
 from rag.extractive import ExtractiveAnswerer, Sentence
 from rag.lexical import LexicalEncoder
@@ -185,3 +186,22 @@ def test_a_further_sentence_from_another_article_must_come_closer_to_the_best() 
     answerer.settings = settings.model_copy(update={"extra_ratio_other": 0.0})
     chosen = answerer.combine([best, same_article, other_article], passages).sentences
     assert other_article.text in [s.text for s in chosen]
+
+
+def test_when_the_best_sentence_names_people_only_by_kind_a_named_one_is_quoted_too() -> None:
+    settings = AnswerSettings()
+    answerer = ExtractiveAnswerer(LexicalEncoder(), settings)
+    lo, hi = settings.semantic_floor, settings.semantic_ceiling
+    # The named sentence scores under extra_ratio of the best, but over it once discounted by the type penalty.
+    share = settings.extra_ratio * (1 + settings.type_penalty) / 2
+    kinds, named, other = _sentences("A", [
+        "جمع الاجتماع كبار المسؤولين ورؤساء أجهزة المخابرات.",
+        "وحضر الشيخ محمد بن عبد الرحمن آل ثاني الاجتماع.",
+        "وناقش الاجتماع مراحل تنفيذ الاتفاق.",
+    ], [hi, lo + share * (hi - lo), lo + share * (hi - lo)])
+    question = "من شارك في الاجتماع؟"
+    for s in (kinds, named, other):
+        strength = answer_strength(question, s.text)
+        s.type_ok, s.type_strong = strength > 0, strength == 2
+    chosen = answerer.combine([kinds, named, other], [kinds.passage]).sentences
+    assert [s.text for s in chosen] == [kinds.text, named.text]  # the name, not the sentence naming no one
