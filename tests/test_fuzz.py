@@ -30,6 +30,7 @@ from index.chunker import Chunker
 from rag.citations import MarkerChecker, StreamTidy, tidy
 from rag.engine import Sanad
 from rag.lexical import LexicalEncoder, char_grams
+from rag.questions import split_compound
 from rag.sentences import sentence_spans
 from rag.settings import IndexSettings, ServiceSettings, Settings
 from rag.text import Analyzer, clean, detect_language, fold
@@ -213,6 +214,28 @@ def test_analysis_of_any_text_never_crashes(analyzer: Analyzer, encoder: Lexical
     for word in text.split()[:20]:
         assert isinstance(latin_skeleton(word), str) and isinstance(arabic_skeleton(word), str)
         assert all(len(g) == 4 for g in char_grams(fold(word)) if len(fold(word)) >= 2)
+
+
+# Questions built from the words a compound question is joined with, in any order.
+_QUESTION_WORDS = st.lists(st.sampled_from(
+    ["who", "what", "and", "on", "which", ",", ";", "met", "the", "delegation", "Egypt", "when", "held",
+     "من", "ما", "وما", "ومن", "وكم", "ومتى", "وفي", "أي", "،", "؛", "ترأس", "الاجتماع", "المتوقع", "زال",
+     "في", "القاهرة", "؟", "?"]), max_size=40).map(" ".join)
+
+
+@settings(max_examples=examples(300), deadline=None)
+@given(text=st.one_of(ANY_TEXT, _QUESTION_WORDS))
+@example(text="Who met, and")
+@example(text="، ومن ومن ومن")
+def test_a_compound_question_is_split_without_losing_a_word(text: str) -> None:
+    parts = split_compound(text)
+    assert parts and all(isinstance(p, str) for p in parts)
+    if len(parts) == 1:
+        assert parts == [text]
+    else:
+        words = re.findall(r"[^\W_]+", text)
+        assert re.findall(r"[^\W_]+", " ".join(parts)) == words  # the same words, in the same order
+        assert all(p.endswith(("?", "؟")) for p in parts)
 
 
 @pytest.fixture(scope="module")
