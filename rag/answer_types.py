@@ -88,6 +88,7 @@ _PEOPLE_WORDS = (
     "رؤساء|مسؤولين|مسؤولون|مسؤولو|وزراء|قادة|زعماء|ممثلين|ممثلون|ممثلو|مندوبين|مندوبو|سفراء|مبعوثين|مستشارين"
     "|أعضاء|نواب|وفد|وفود|الوفد"
 )
+_EN_PEOPLE_WORDS = r"officials|leaders|ministers|representatives|delegates|envoys|delegations?|heads"
 _EN_PERSON_WORDS = (
     r"mr|mrs|ms|dr|president|minister|prime|king|prince|sheikh|general|ambassador|spokesman|spokeswoman"
     r"|spokesperson|envoy|director|chief|leader|representative|official|secretary"
@@ -115,8 +116,7 @@ _EVIDENCE: dict[AnswerType, re.Pattern[str]] = {
     "place": re.compile(_ar_words(_PLACE_WORDS) + rf"|\b(?:{_EN_PLACE_WORDS})\b|\b(?:in|at|from)\s+[A-Z]"),
 }
 _RELATIVE_TIME = re.compile(_ar_words(_RELATIVE_TIME_WORDS) + rf"|\b(?:{_EN_RELATIVE_TIME_WORDS})\b")
-_PEOPLE = re.compile(_ar_words(_PEOPLE_WORDS) + r"|\b(?:officials|leaders|ministers|representatives|delegates|envoys"
-                     r"|delegations?|heads)\b")
+_PEOPLE = re.compile(_ar_words(_PEOPLE_WORDS) + rf"|\b(?:{_EN_PEOPLE_WORDS})\b")
 # A name in Latin letters (capitalised, not the sentence's first word) counts as a person for "who".
 _LATIN_NAME = re.compile(r"(?<=[a-z,;]\s)[A-Z][a-z]+")
 

@@ -12,6 +12,7 @@ import re
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from itertools import zip_longest
 from typing import Any, Literal
 
 from rag.bilingual import load_dictionary
@@ -279,10 +280,9 @@ class Sanad:
             passages, vector = self.retrieve(part, top_k=top_k, filters=filters)
             found.append((part, passages, self.extractive.select(part, passages, vector)))
         merged: dict[str, Passage] = {}
-        for rank in range(max(len(ps) for _, ps, _ in found)):
-            for _, ps, _ in found:
-                if rank < len(ps):
-                    merged.setdefault(ps[rank].chunk_id, ps[rank])
+        for same_rank in zip_longest(*(ps for _, ps, _ in found)):
+            for p in filter(None, same_rank):
+                merged.setdefault(p.chunk_id, p)
         k = top_k or self.settings.retrieval.top_k
         return list(merged.values())[:k], self.extractive.merge([(q, s) for q, _, s in found])
 

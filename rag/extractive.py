@@ -448,18 +448,19 @@ class ExtractiveAnswerer:
 
         Not cut to one question's length: on the seeds dev split, giving each part its best sentence and
         the rest in turn within ``max_sentences`` kept fact recall and lowered citation precision."""
-        answered = [(q, s) for q, s in parts if self.answerable(s)]
+        judged = [(q, s, self.answerable(s)) for q, s in parts]
+        answered = [s for _, s, ok in judged if ok]
         if not answered:
             return max((s for _, s in parts), key=self.margin)
-        surest = max((s for _, s in answered), key=self.margin)
+        surest = max(answered, key=self.margin)
         sentences, seen = [], set()
-        for _, s in answered:
+        for s in answered:
             for sentence in s.sentences:
                 if (key := fold_cached(sentence.text)) not in seen:
                     seen.add(key)
                     sentences.append(sentence)
         return Selection(sentences, surest.support, cross=surest.cross, signals=surest.signals,
-                         unanswered=[q for q, s in parts if not self.answerable(s)])
+                         unanswered=[q for q, _, ok in judged if not ok])
 
     def floor(self, selection: Selection) -> float:
         """The support an answer needs (calibrated; across scripts and without meaning it differs)."""

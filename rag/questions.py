@@ -31,14 +31,15 @@ _EN_QUESTION = re.compile(
     r"could|will|would|should)\b",
     re.IGNORECASE,
 )
-_AR_WH = r"(?:من|ما|ماذا|متى|متي|أين|اين|كم|كيف|لماذا|هل|أي|اي|بكم)"
+_AR_WH_NOT_MAN = r"(?:ما|ماذا|متى|متي|أين|اين|كم|كيف|لماذا|هل|أي|اي|بكم)"  # من is also "from": apart
+_AR_WH = rf"(?:من|{_AR_WH_NOT_MAN})"
 _AR_PREP = r"(?:(?:في|فى|على|إلى|الى|عن|ب|ل|منذ)\s*)?"
 # The conjunction و is written attached: "، وما", " ومتى", "وفي أي". Not a question: the preposition من
 # ("and from") before a noun, mostly with the article ("ومن المتوقع") or in set phrases ("ومن ثم", "ومن
 # جانبه"), and "وما زال" ("still").
 _AR_JOIN = re.compile(
     r"(?:\s*[،,؛;]\s*|\s+)(?=و(?:من\s+(?!ال|ثم\b|جه|جانب|خلال|بين|اجل|أجل|قبل|بعد|دون|حيث)"
-    rf"|{_AR_PREP}(?:ما|ماذا|متى|متي|أين|اين|كم|كيف|لماذا|هل|أي|اي|بكم)\s+(?!زال|يزال|تزال|دام)))"
+    rf"|{_AR_PREP}{_AR_WH_NOT_MAN}\s+(?!زال|يزال|تزال|دام)))"
 )
 _AR_QUESTION = re.compile(rf"(?:^|\s)[وف]?{_AR_PREP}{_AR_WH}(?:\s|$)")
 _MIN_WORDS = 3  # each side: fewer and it is a pair of question words ("who and when"), not two questions
