@@ -23,15 +23,28 @@ AnswerType = Literal["count", "time", "person", "place", "organization"]
 
 # Question cues, on the folded question (so متى is written متي). Arabic interrogatives may carry و/ف.
 _AR_Q = r"(?:^|\s)[وف]?"
+# English "who", "when", "where" ask only as question words: first, after a clause break, a conjunction
+# or a preposition ("and when", "since when", "with whom"), or last ("…was born when?"). Inside a
+# question they are often relative: "Who was the leader when the Franks entered…" asks for a person,
+# "What did the man who…" for neither.
+
+
+def _en_wh(word: str) -> str:
+    return (rf"(?:^|[,;:]\s*|\b(?:and|but|or|since|until|till|from|by|to|with|for|of|at|in)\s+)(?:{word})\b"
+            rf"|\b(?:{word})\s*\??$")
+
+
 _QUESTION_CUES: dict[AnswerType, re.Pattern[str]] = {
     "count": re.compile(_AR_Q + r"(?:كم|بكم)(?=\s|$)|(?:^|\s)(?:ما|وما)\s+عدد(?=\s|$)|\bhow\s+(?:many|much)\b"),
     "time": re.compile(
         _AR_Q + r"متي(?=\s|$)|(?:^|\s)(?:في|فى)\s+اي\s+(?:تاريخ|يوم|عام|سنه|شهر|وقت|ساعه)(?=\s|$)"
         r"|(?:^|\s)(?:ما|وما)\s+(?:تاريخ|موعد)(?=\s|$)"
-        r"|\bwhen\b|\bwhat\s+(?:date|day|year|month|time)\b|\bon\s+which\s+(?:date|day)\b|\bwhich\s+(?:year|day|date)\b"
+        r"|" + _en_wh("when") + r"|\bwhat\s+(?:date|day|year|month|time)\b|\bon\s+which\s+(?:date|day)\b"
+        r"|\bwhich\s+(?:year|day|date)\b"
     ),
     # "من" is also the preposition "from": only a question that starts with it asks "who".
-    "person": re.compile(r"^[وف]?(?:من)(?=\s)|(?:^|\s)(?:من\s+هو|من\s+هي|من\s+هم)(?=\s|$)|\bwho(?:m|se)?\b"),
+    "person": re.compile(r"^[وف]?(?:من)(?=\s)|(?:^|\s)(?:من\s+هو|من\s+هي|من\s+هم)(?=\s|$)|"
+                         + _en_wh("who(?:m|se)?")),
     "organization": re.compile(
         r"(?:^|\s)(?:اي|ما|ماهي|ما\s+هي)\s+(?:ال)?(?:شركه|منظمه|وكاله|وزاره|جهه|هييه|موسسه|قناه|صحيفه|حزب|بنك"
         r"|مجموعه|وسيله|جمعيه|حركه|جامعه)(?=\s|$)"
@@ -40,7 +53,7 @@ _QUESTION_CUES: dict[AnswerType, re.Pattern[str]] = {
     ),
     "place": re.compile(
         _AR_Q + r"(?:اين|الى\s+اين|من\s+اين)(?=\s|$)|(?:^|\s)(?:في|فى)\s+اي\s+(?:مكان|مدينه|دوله|بلد|منطقه)(?=\s|$)"
-        r"|\bwhere\b|\bin\s+which\s+(?:city|country|place|region)\b"
+        r"|" + _en_wh("where") + r"|\bin\s+which\s+(?:city|country|place|region)\b"
     ),
 }
 
@@ -56,7 +69,7 @@ def _ar_words(words: str) -> str:
 _NUMBER_WORDS = (
     "واحد|واحده|اثنان|اثنين|اثنتان|اثنتين|ثلاث|ثلاثه|اربع|اربعه|خمس|خمسه|ست|سته|سبع|سبعه|ثماني|ثمانيه|ثمان|تسع|تسعه"
     "|عشر|عشره|عشرون|عشرين|ثلاثون|ثلاثين|اربعون|اربعين|خمسون|خمسين|ستون|ستين|سبعون|سبعين|ثمانون|ثمانين|تسعون|تسعين"
-    "|(?:ثلاث|اربع|خمس|ست|سبع|ثماني|ثمان|تسع)?م(?:ا)?ئة|مئتان|مئتين|مائتان|مائتين|مئات|الف|الفا|الفين|الاف|مليون|ملايين|مليار|مليارات|عشرات|بضع|بضعه|عده|نصف|ربع|ثلث"
+    "|(?:ثلاث|اربع|خمس|ست|سبع|ثماني|ثمان|تسع)?م(?:ا)?ئة|مئتان|مئتين|مائتان|مائتين|مئات|الف|الفا|الفين|الاف|مليون|ملايين|مليار|مليارات|عشرات|بضع|بضعه|عده|نصف|ربع|ثلث|ثلثي|ثلثا|عديد"
 )
 _EN_NUMBER_WORDS = (
     r"one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|dozens?|hundreds?|thousands?|millions?"
@@ -72,6 +85,9 @@ _RELATIVE_TIME_WORDS = (
     "الاثنين|اثنين|الثلاثاء|ثلاثاء|الاربعاء|اربعاء|الخميس|خميس|الجمعه|جمعه|السبت|سبت|الاحد|احد"
     "|امس|البارحه|اليوم|غدا|الليله|صباح|صباحا|مساء|ظهر|ظهرا|فجر|حاليا|مؤخرا|قريبا|لاحقا|مطلع|اواخر|اوائل|منتصف"
 )
+# Centuries and decades ("the nineties", "the nineteenth century") date things too.
+_PERIODS = "قرن|القرن|قرون|(?:عشرين|ثلاثين|اربعين|خمسين|ستين|سبعين|ثمانين|تسعين)(?:يات|ات)"
+_EN_PERIODS = r"century|centuries|decades?"
 _EN_MONTHS = r"january|february|march|april|may|june|july|august|september|october|november|december"
 _EN_RELATIVE_TIME_WORDS = (
     r"monday|tuesday|wednesday|thursday|friday|saturday|sunday|yesterday|today|tomorrow|tonight|morning|evening"
@@ -110,7 +126,7 @@ _EN_ORG_WORDS = (
 
 _EVIDENCE: dict[AnswerType, re.Pattern[str]] = {
     "count": re.compile(r"\d|" + _ar_words(_NUMBER_WORDS) + rf"|\b(?:{_EN_NUMBER_WORDS})\b"),
-    "time": re.compile(r"\d|" + _ar_words(_MONTHS) + rf"|\b(?:{_EN_MONTHS})\b"),
+    "time": re.compile(r"\d|" + _ar_words(f"{_MONTHS}|{_PERIODS}") + rf"|\b(?:{_EN_MONTHS}|{_EN_PERIODS})\b"),
     "person": re.compile(_ar_words(_PERSON_WORDS) + rf"|\b(?:{_EN_PERSON_WORDS})\b"),
     "organization": re.compile(_ar_words(_ORG_WORDS) + rf"|\b(?:{_EN_ORG_WORDS})\b"),
     "place": re.compile(_ar_words(_PLACE_WORDS) + rf"|\b(?:{_EN_PLACE_WORDS})\b|\b(?:in|at|from)\s+[A-Z]"),

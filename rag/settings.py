@@ -200,8 +200,8 @@ class AnswerSettings(BaseModel):
     # With the encoder, whether to answer: weights of rag.extractive.SIGNALS then a bias, same script and
     # across scripts (a logistic model; the threshold is in the bias). Empty: the support floors decide.
     refusal_same: list[float] = Field(default_factory=lambda: [
-        1.458436, 0.79951, 12.213864, 0.666968, 18.151427, -0.045577, 0.714997,
-        -0.145033, 1.888694, 0.060551, 1.835131, 1.411122, -27.637073])
+        1.4501, 0.803998, 12.088798, 0.669967, 18.170302, -0.00911, 0.703515,
+        -0.169859, 1.876366, 0.100952, 1.836593, 1.418698, -27.583187])
     refusal_cross: list[float] = Field(default_factory=list)
     # English–Arabic dictionaries for English questions over Arabic articles (rag/bilingual.py): "auto" reads
     # FreeDict's where Debian's dict-freedict-eng-ara / -ara-eng install them, "none" goes without, or

@@ -27,6 +27,13 @@ from rag.gloss import english_facts
     ("Which company built the new grain terminal?", {"organization"}),
     ("ما الدور المتوقع من مصر؟", set()),  # "من" here is "from", not "who"
     ("What does the Israeli side focus on?", set()),
+    # Inside a question "when", "who" and "where" are often relative, not asked.
+    ("Who led the delegation when the talks resumed?", {"person"}),
+    ("What did the minister who chaired the meeting announce?", set()),
+    ("What is the crossing where the trucks wait called?", set()),
+    ("And when did the delegation arrive?", {"time"}),
+    ("Since when has the crossing been closed?", {"time"}),
+    ("The statement was issued by whom?", {"person"}),
 ])
 def test_what_a_question_asks_for(question: str, types: set[str]) -> None:
     assert asked_types(question) == types
@@ -50,6 +57,19 @@ def test_time_matches_whole_words_only() -> None:
     # آب folded is "اب": it must not match inside words (المخابرات, لمتابعة).
     assert not holds("time", "رؤساء أجهزة المخابرات لمتابعة الملف")
     assert not answer_type_ok("متى اجتمع رؤساء المخابرات؟", "اجتمع رؤساء أجهزة المخابرات لمتابعة الملف")
+
+
+def test_decades_and_centuries_answer_when() -> None:
+    assert holds("time", "تجدد الاهتمام به منذ التسعينيات")
+    assert holds("time", "حتى الربع الثاني من القرن التاسع عشر")
+    assert holds("time", "until the late nineteenth century")
+    # Words that merely end like a decade do not date anything.
+    assert not holds("time", "أجرت تحسينات على عينات المياه")
+
+
+def test_fractions_answer_how_many() -> None:
+    assert holds("count", "وتم أحياناً محو ثلثي سكانها")
+    assert holds("count", "ولد من جديد عديد المرات")
 
 
 def test_person_needs_a_title_role_or_a_latin_name() -> None:
