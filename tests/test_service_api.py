@@ -197,6 +197,18 @@ def test_streamed_answer_as_server_sent_events(client: TestClient) -> None:
     assert len(client.get(f"/v1/sessions/{answer['session_id']}").json()["turns"]) == 4
 
 
+def test_an_answer_of_several_quotes_streams_quote_by_quote(client: TestClient) -> None:
+    r = client.post("/v1/chat", json={"question": "Who attended the security meeting in Cairo?", "stream": True})
+    events = parse_sse(r.text)
+    answer = events[-2][1]
+    deltas = [data["text"] for name, data in events if name == "delta"]
+    assert len(answer["citations"]) >= 2
+    # Each quote arrives as it is chosen, in its own delta, not the whole answer at the end.
+    assert len(deltas) >= len(answer["citations"])
+    assert all(d.count("«") <= 1 for d in deltas)
+    assert "".join(deltas) == answer["answer"]
+
+
 def test_sessions_list_get_delete(client: TestClient) -> None:
     sid = client.post("/v1/chat", json={"question": Q_WHO}).json()["session_id"]
     listed = client.get("/v1/sessions").json()["sessions"]
