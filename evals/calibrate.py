@@ -26,6 +26,10 @@ What is chosen, in order:
    like the floors, so that false refusals on answerable dev items stay within ``--max-false-refusal``;
    used only where it refuses more than the support floor in 5-fold cross-validation on dev.
 
+5. the hedge margins (same script, across scripts): an answer closer than this to the refusal line is offered
+   as the closest the articles come; the highest margin under which fewer than half the answered dev items
+   quote a gold fact.
+
 The answer-type penalty (``type_penalty``) is not fitted: over 0.5–1.0 the dev fact share moved by
 about one point (.670 to .684), too little to choose by, so the rule keeps its default weight.
 
@@ -103,6 +107,7 @@ def replay(cases: list[Case], answer: AnswerSettings) -> list[dict[str, Any]]:
         quoted = [s.text for s in sel.sentences]
         facts = [f for f in c.item.facts if any(fact_found(f, q) for q in quoted)]
         out.append({
+            "margin": answerer.margin(sel) if sel.sentences else float("-inf"),
             "set": c.set,
             "answerable": c.item.answerable,
             "lang": c.item.lang,
@@ -193,6 +198,24 @@ def choose_refusal(rows: list[dict[str, Any]], cross: bool, max_false: float
         cv[name] = {"refused_unanswerable": float(np.mean(refused)), "false_refusal": float(np.mean(false))}
     best = max(cv, key=lambda n: cv[n]["refused_unanswerable"])
     return (fit_refusal(rows, max_false) if best == "signals" else []), best, cv
+
+
+def fit_hedge(rows: list[dict[str, Any]], cross: bool) -> tuple[float, dict[str, float]]:
+    """The margin below which an answer is offered as the closest the articles come: the highest one under which
+    fewer than half the answered dev items (answerable or not) quote a gold fact. 0 when none is."""
+    said = sorted((r for r in rows if r["signals"] and r["cross"] == cross and r["says"] and r["margin"] >= 0),
+                  key=lambda r: r["margin"])
+    hedge, right = 0.0, 0
+    for i, r in enumerate(said):
+        right += r["fact_recall"] > 0
+        if right / (i + 1) < 0.5 and i + 1 < len(said):
+            hedge = (r["margin"] + said[i + 1]["margin"]) / 2
+    below = [r for r in said if r["margin"] < hedge]
+    return round(hedge, 4), {
+        "answered": len(said), "hedged": len(below),
+        "hedged_holding_a_fact": sum(r["fact_recall"] > 0 for r in below),
+        "answered_unanswerable": sum(not r["answerable"] for r in said),
+        "hedged_unanswerable": sum(not r["answerable"] for r in below)}
 
 
 def _fit_ratios(answerable: list[Case], chosen: AnswerSettings, keys: tuple[str, str], grid: tuple[float, ...],
@@ -296,14 +319,21 @@ def main() -> None:
         print(f"refusal, {key}: {kind} chosen; 5-fold on dev {cv}; all dev {refusal_dev[key]['dev']}")
     chosen = chosen.model_copy(update={"refusal_same": models["same_script"], "refusal_cross": models["cross_script"]})
 
+    rows = replay(cases, chosen)
+    hedges = {key: fit_hedge(rows, cross) for key, cross in (("hedge_same", False), ("hedge_cross", True))}
+    for key, (value, figures) in hedges.items():
+        print(f"{key} {value}: {figures}")
+    chosen = chosen.model_copy(update={key: value for key, (value, _) in hedges.items()})
+
     fitted = {k: getattr(chosen, k) for k in (*fitted_weights, "min_support_dense", "min_support_cross_dense",
                                               "missing_type_support", "extra_ratio", "extra_ratio_cross",
                                               "extra_ratio_other", "extra_ratio_other_cross",
-                                              "refusal_same", "refusal_cross")}
+                                              "refusal_same", "refusal_cross", "hedge_same", "hedge_cross")}
     print("AnswerSettings:", json.dumps(fitted))
     args.out.write_text(json.dumps({"fitted": fitted, "sets": args.set, "split": args.split,
                                     "dev": {"same_script": same, "cross_script": cross,
-                                            "top_fact": top_fact, "refusal": refusal_dev}}, indent=2) + "\n")
+                                            "top_fact": top_fact, "refusal": refusal_dev,
+                                            "hedge": {k: f for k, (_, f) in hedges.items()}}}, indent=2) + "\n")
     print(f"written: {args.out}")
 
 

@@ -54,6 +54,7 @@ class ItemResult:
     rewritten_question: str | None = None
     faithfulness: float | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    hedged: bool = False  # answered as "the closest the articles come" (Answer.confident false)
 
 
 def score_item(item: GoldItem, answer: Answer, retrieved: list[str], latency_ms: float) -> ItemResult:
@@ -78,6 +79,7 @@ def score_item(item: GoldItem, answer: Answer, retrieved: list[str], latency_ms:
         language_ok=answer_language(answer.answer) == item.lang,
         degraded=answer.degraded,
         rewritten_question=answer.rewritten_question,
+        hedged=answer.answerable and not answer.confident,
     )
 
 
@@ -110,6 +112,12 @@ def summarize(results: list[ItemResult]) -> dict[str, Any]:
     out["citation_support"] = _ratio(sum(r.cited_supporting for r in ans), cites)
     out["refusal_rate"] = _ratio(sum(r.refused for r in unans), len(unans))
     out["false_refusal_rate"] = _ratio(sum(r.refused for r in ans), len(ans))
+    # Hedged answers (offered as the closest the articles come): how many answerable items get one, how many
+    # unanswerable items still get a confident answer, and how often a confident answer holds a gold fact.
+    out["hedged"] = _ratio(sum(r.hedged for r in ans), len(ans))
+    out["unanswerable_confident"] = _ratio(sum(not r.refused and not r.hedged for r in unans), len(unans))
+    sure = [r for r in results if not r.refused and not r.hedged]
+    out["confident_right"] = _ratio(sum(r.answerable and bool(r.facts_found) for r in sure), len(sure))
     out["language_match"] = _ratio(sum(r.language_ok for r in results), len(results))
     lat = [r.latency_ms for r in results]
     out["latency_p50_ms"] = round(percentile(lat, 0.5), 1)

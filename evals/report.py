@@ -24,12 +24,15 @@ METRICS = [
     "citation_support",
     "refusal_rate",
     "false_refusal_rate",
+    "hedged",
+    "unanswerable_confident",
+    "confident_right",
     "language_match",
     "latency_p50_ms",
     "latency_p95_ms",
     "faithfulness_model_judged",
 ]
-LOWER_IS_BETTER = {"false_refusal_rate", "latency_p50_ms", "latency_p95_ms"}
+LOWER_IS_BETTER = {"false_refusal_rate", "hedged", "unanswerable_confident", "latency_p50_ms", "latency_p95_ms"}
 
 
 def summary_table(summary: dict[str, dict[str, Any]]) -> Table:

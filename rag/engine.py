@@ -23,7 +23,7 @@ from rag.extractive import ExtractiveAnswerer, Selection, Sentence, SentenceScor
 from rag.gloss import english_facts
 from rag.lexical import LexicalEncoder
 from rag.llm import NO_ANSWER, LLMClient, LLMError, answer_messages, rewrite_messages
-from rag.messages import refusal, unanswered_part
+from rag.messages import HEDGE, refusal, unanswered_part
 from rag.models import AlsoIn, Answer, Citation, Language, Passage, SearchFilters, Turn
 from rag.questions import standalone_parts
 from rag.retrieval import Retriever
@@ -299,14 +299,16 @@ class Sanad:
             yield from self._refusal(base, cross_script=cross, degraded=degraded)
             return
         lang = base["language"]
+        sure = self.extractive.sure(selection)
         citations = self._with_also_in([s.citation(i) for i, s in enumerate(selection.sentences, 1)],
                                        [s.passage for s in selection.sentences])
         yield Event("passages", citations)
         parts = []
-        intro = ""
+        intro = "" if sure else HEDGE[lang]
         if lang == "en":
             arabic = any(detect_language(c.quote) == "ar" for c in citations)
-            intro = "The articles say (in Arabic): " if arabic else "The articles say: "
+            said = "The articles say" if sure else HEDGE["en"]
+            intro = f"{said} (in Arabic): " if arabic else f"{said}: "
         for i, c in enumerate(citations):
             # A quote is article text: "[99]" in it would read as a citation that does not exist.
             quote = f"«{unmark(c.quote)}»" if lang == "en" else unmark(c.quote)
@@ -326,7 +328,8 @@ class Sanad:
             parts.append(part)
             yield Event("delta", part)
         yield Event(
-            "answer", Answer(answer="".join(parts), answerable=True, citations=citations, degraded=degraded, **base)
+            "answer", Answer(answer="".join(parts), answerable=True, citations=citations, degraded=degraded,
+                             confident=sure, **base)
         )
 
     def _with_llm(

@@ -478,3 +478,11 @@ class ExtractiveAnswerer:
 
     def answerable(self, selection: Selection) -> bool:
         return bool(selection.sentences) and self.margin(selection) >= 0
+
+    def sure(self, selection: Selection) -> bool:
+        """Whether an answerable selection is clear of the refusal line by the calibrated hedge margin. Without
+        the encoder's signals it is not judged (the margin is on another scale): sure."""
+        if not selection.signals:
+            return True
+        hedge = self.settings.hedge_cross if selection.cross else self.settings.hedge_same
+        return self.margin(selection) >= hedge

@@ -33,3 +33,10 @@ UNANSWERED_PART: dict[Language, str] = {
 
 def unanswered_part(lang: Language, part: str) -> str:
     return UNANSWERED_PART[lang].format(part=part.strip())
+
+
+# An answer close to the refusal line: the quotes are offered as the closest the articles come.
+HEDGE: dict[Language, str] = {
+    "ar": "قد لا تجيب المقالات عن هذا السؤال مباشرة؛ أقرب ما ورد فيها: ",
+    "en": "The articles may not answer this directly; the closest they come",
+}

@@ -93,6 +93,9 @@ class Answer(BaseModel):
     rewritten_question: str | None = None
     degraded: bool = False
     answerer: Literal["extractive", "llm"] = "extractive"
+    # False: the articles may not answer this directly; the quotes are the closest they come (offline answers
+    # close to the refusal line, see AnswerSettings.hedge_same).
+    confident: bool = True
 
 
 class SearchFilters(BaseModel):

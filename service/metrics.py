@@ -56,6 +56,8 @@ class Metrics:
                                ["endpoint", "answerer", "answerable"], registry=r)
         self.refusals = Counter("sanad_refusals", "Answers saying the articles do not contain an answer.",
                                 registry=r)
+        self.hedged = Counter("sanad_hedged_answers", "Answers offered as the closest the articles come "
+                              "(close to the refusal line: confident false).", registry=r)
         self.degraded = Counter("sanad_degraded_answers", "Answers given offline because the configured LLM failed.",
                                 registry=r)
         self.llm_failures = Counter("sanad_llm_failures", "Answers for which the configured LLM failed "
@@ -87,6 +89,8 @@ class Metrics:
         self.answers.labels(endpoint, answer.answerer, str(answer.answerable).lower()).inc()
         if not answer.answerable:
             self.refusals.inc()
+        elif not answer.confident:
+            self.hedged.inc()
         if answer.degraded:  # only set when an LLM is configured and failed (rewrite or answer)
             self.degraded.inc()
             self.llm_failure()

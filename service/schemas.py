@@ -35,6 +35,7 @@ AR_ANSWER: dict[str, Any] = {
     "rewritten_question": None,
     "degraded": False,
     "answerer": "extractive",
+    "confident": True,
 }
 EN_ANSWER: dict[str, Any] = {
     "answer": "The articles (in Arabic) say: «استضافت القاهرة اليوم الثلاثاء اجتماعًا أمنيًا رفيع المستوى ...» [1]",
@@ -45,11 +46,12 @@ EN_ANSWER: dict[str, Any] = {
     "rewritten_question": None,
     "degraded": False,
     "answerer": "extractive",
+    "confident": True,
 }
 REFUSAL_EXAMPLE: dict[str, Any] = {
     "answer": "لا تتضمن المقالات المتاحة إجابة عن هذا السؤال.", "language": "ar", "answerable": False,
     "citations": [], "session_id": "6f1c9d0e2b7a4c55a1e3f9b8d2c4e6a0", "rewritten_question": None,
-    "degraded": False, "answerer": "extractive",
+    "degraded": False, "answerer": "extractive", "confident": True,
 }
 
 ANSWER_EXAMPLES = {

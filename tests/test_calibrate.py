@@ -7,7 +7,7 @@ import random
 from pathlib import Path
 from typing import Any
 
-from evals.calibrate import choose_refusal, fit_refusal, refusal_figures
+from evals.calibrate import choose_refusal, fit_hedge, fit_refusal, refusal_figures
 from rag.extractive import SIGNALS
 from rag.settings import AnswerSettings
 
@@ -45,6 +45,23 @@ def test_the_model_is_used_only_when_it_beats_the_support_floor_in_cross_validat
     if kind == "support":
         assert model == []  # the fitted support floor decides
     assert cv["support"]["refused_unanswerable"] > 0.5
+
+
+def test_the_hedge_margin_is_where_answers_become_more_often_wrong_than_right() -> None:
+    def row(margin: float, right: bool, answerable: bool = True) -> dict[str, Any]:
+        return {"answerable": answerable, "cross": False, "signals": (0.0,), "says": True, "margin": margin,
+                "fact_recall": 1.0 if right else 0.0}
+    # Close to the line (margin < 1), one answer in four is right; further out, nine in ten. The hedged answers,
+    # taken together, are right less than half the time: the line falls where the right ones below it make up
+    # half (10 of the first 40, then 9 of each 10 more: about 24 past 1.0, margin ~1.6).
+    data = [row(0.1 + 0.9 * i / 40, right=i % 4 == 0, answerable=i % 2 == 0) for i in range(40)]
+    data += [row(1.0 + i / 40, right=i % 10 != 0) for i in range(40)]
+    data.append(row(-0.5, right=False))  # refused: not an answer, not counted
+    hedge, figures = fit_hedge(data, cross=False)
+    assert 1.4 <= hedge <= 1.8
+    assert figures["answered"] == 80 and figures["hedged_holding_a_fact"] < figures["hedged"] / 2
+    assert figures["hedged_unanswerable"] == 20  # every unanswerable one was close to the line
+    assert fit_hedge([row(1.0 + i, right=True) for i in range(10)], cross=False)[0] == 0.0  # nothing to hedge
 
 
 def test_the_defaults_are_what_the_calibration_wrote() -> None:

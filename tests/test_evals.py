@@ -161,6 +161,23 @@ def test_refusal_rates() -> None:
     assert s["false_refusal_rate"] == 0.25
 
 
+def test_hedged_answers_are_counted_apart_from_confident_ones() -> None:
+    sure = answer("x [1]", cite(1, "d", "x"))
+    hedged = Answer(answer="قد لا تجيب المقالات عن هذا السؤال مباشرة؛ أقرب ما ورد فيها: y [1]", language="ar",
+                    answerable=True, citations=[cite(1, "d", "y")], confident=False)
+    results = [
+        score_item(gold("u1", answerable=False), hedged, ["d"], 1.0),  # unanswerable, offered as the closest
+        score_item(gold("u2", answerable=False), sure, ["d"], 1.0),  # unanswerable, answered confidently
+        score_item(gold("a1", facts=[["x"]], sources=["d"]), sure, ["d"], 1.0),
+        score_item(gold("a2", facts=[["x"]], sources=["d"]), hedged, ["d"], 1.0),  # answerable, hedged
+    ]
+    s = summarize(results)
+    assert s["hedged"] == 0.5  # of the answerable items
+    assert s["unanswerable_confident"] == 0.5
+    assert s["confident_right"] == 0.5  # the confident answers: one right (a1), one to an unanswerable (u2)
+    assert s["refusal_rate"] == 0.0  # a hedge is not a refusal
+
+
 def test_language_match_treats_quoted_arabic_as_the_articles_words() -> None:
     english = "The articles (in Arabic) say: «وقد صرح ممثل حركة حماس غازي حمد بأن الجيش انتهك الهدنة 900 مرة» [1]"
     assert answer_language(english) == "en"

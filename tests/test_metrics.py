@@ -12,6 +12,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from rag.embedding import EmbeddingError
 from rag.engine import Sanad
+from rag.models import Answer
 from rag.settings import Settings
 from service.app import create_app
 from service.metrics import FailureCountingEmbedder, Metrics
@@ -79,6 +80,7 @@ def test_answers_refusals_and_index_size(client: TestClient, seeded_engine: Sana
     text = client.get("/metrics").text
 
     assert sample(text, "sanad_refusals_total") == 1
+    assert sample(text, "sanad_hedged_answers_total") == 0  # a refusal and a clear answer
     assert sample(text, "sanad_degraded_answers_total") == 0 and sample(text, "sanad_llm_failures_total") == 0
     assert sample(text, "sanad_answers_total", endpoint="chat", answerer="extractive", answerable="false") == 1
     assert sample(text, "sanad_answers_total", endpoint="chat", answerer="extractive", answerable="true") == 1
@@ -137,3 +139,13 @@ def test_each_app_has_its_own_registry() -> None:
     # Scrape-time gauges belong to the scrape that gave them.
     assert sample(one.render({"sanad_index_chunks": ("Chunks.", 7.0)}).decode(), "sanad_index_chunks") == 7
     assert "sanad_index_chunks" not in one.render().decode()
+
+
+def test_an_answer_offered_as_the_closest_the_articles_come_is_counted() -> None:
+    metrics = Metrics()
+    hedged = Answer(answer="قد لا تجيب المقالات عن هذا السؤال مباشرة؛ أقرب ما ورد فيها: …", language="ar",
+                    answerable=True, confident=False)
+    metrics.observe_answer(hedged, 1.0, 1.0, endpoint="chat")
+    metrics.observe_answer(hedged.model_copy(update={"confident": True}), 1.0, 1.0, endpoint="chat")
+    text = metrics.render().decode()
+    assert sample(text, "sanad_hedged_answers_total") == 1 and sample(text, "sanad_refusals_total") == 0

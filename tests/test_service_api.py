@@ -117,6 +117,7 @@ def test_arabic_follow_up_is_answered_from_the_first_turn(client: TestClient) ->
     assert first.status_code == 200
     a1 = first.json()
     assert a1["answerable"] and a1["language"] == "ar" and a1["session_id"]
+    assert a1["confident"] is True  # clear of the refusal line: given as the answer, not as the closest
     assert CAIRO_MEETING in doc_ids(a1["citations"])
     assert "مصر وقطر وتركيا" in a1["answer"]
 

@@ -14,7 +14,7 @@ from rag import embedding
 from rag.engine import Sanad
 from rag.extractive import is_heading
 from rag.models import Answer, Turn
-from rag.settings import EmbedSettings, Settings
+from rag.settings import AnswerSettings, EmbedSettings, Settings
 from tests.conftest import SEEDS, index_seeds, read_seed
 
 CAIRO_MEETING = "003_046bdc7566d0cd7e"
@@ -150,3 +150,42 @@ def test_on_a_cpu_the_encoder_cannot_use_sanad_says_so_once_and_works_lexically(
     warnings = [r.getMessage() for r in caplog.records if "AVX2" in r.getMessage()]
     assert len([w for w in warnings if w.startswith("No dense vectors")]) == 1  # said once while indexing
     assert len([w for w in warnings if w.startswith("Dense retrieval is off")]) == 1  # and once while answering
+
+
+@pytest.fixture
+def hedging(seeded_engine: Sanad) -> Iterator[Sanad]:
+    """The seeded engine with every answer the encoder judges counted as close to the refusal line."""
+    kept = seeded_engine.extractive.settings
+    seeded_engine.extractive.settings = kept.model_copy(update={"hedge_same": 1e6, "hedge_cross": 1e6})
+    yield seeded_engine
+    seeded_engine.extractive.settings = kept
+
+
+def test_a_clear_answer_is_given_as_the_answer(seeded_engine: Sanad) -> None:
+    answer = seeded_engine.ask("من ترأس الجانب المصري في الاجتماع الطارئ بالقاهرة؟")
+    assert answer.answerable and answer.confident
+    assert "حسن رشاد" in answer.answer and not answer.answer.startswith("قد لا تجيب")
+
+
+def test_an_answer_close_to_the_refusal_line_is_offered_as_the_closest_the_articles_come(hedging: Sanad) -> None:
+    arabic = hedging.ask("من ترأس الجانب المصري في الاجتماع الطارئ بالقاهرة؟")
+    assert arabic.answerable and not arabic.confident
+    assert arabic.answer.startswith("قد لا تجيب المقالات عن هذا السؤال مباشرة؛ أقرب ما ورد فيها: ")
+    assert "حسن رشاد" in arabic.answer and arabic.citations  # still quoted and cited
+    english = hedging.ask("Who attended the security meeting in Cairo?")
+    assert not english.confident
+    assert english.answer.startswith("The articles may not answer this directly; the closest they come (in Arabic): «")
+    assert_quotes_are_exact(english)
+
+
+def test_a_hedge_is_not_given_without_the_encoders_signals(tmp_path: Path) -> None:
+    """Without the encoder the refusal margin is on another scale, so it is not read as closeness."""
+    settings = Settings.in_memory(tmp_path, embed=EmbedSettings(backend="none"),
+                                  answer=AnswerSettings(hedge_same=1e6, hedge_cross=1e6))
+    engine = Sanad.open(settings)
+    try:
+        index_seeds(engine, settings)
+        answer = engine.ask("من ترأس الجانب المصري في الاجتماع الطارئ بالقاهرة؟")
+    finally:
+        engine.close()
+    assert answer.answerable and answer.confident

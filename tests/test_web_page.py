@@ -734,3 +734,26 @@ def test_citation_metadata_and_quotes_stay_safe(page: Any) -> None:
         assert items.nth(i).text_content() == f"{i + 1}{cites[i]['title']}"
     assert msg.locator("a").count() == 1
     assert "undefined" not in (msg.text_content() or "")
+
+
+def test_an_answer_offered_as_the_closest_the_articles_come_is_marked(page: Any) -> None:
+    cite = {"n": 1, "doc_id": "d1", "title": "T", "chunk_id": "c1", "text": "Before. The quote. After.",
+            "quote": "The quote.", "start": 8, "end": 18}
+    text = "The articles may not answer this directly; the closest they come: «The quote.» [1]"
+
+    def handler(route: Any) -> None:
+        route.fulfill(status=200, content_type="text/event-stream", body=_sse(
+            ("passages", [cite]), ("delta", {"text": text}),
+            ("answer", {"answer": text, "language": "en", "answerable": True, "citations": [cite],
+                        "session_id": "s1", "rewritten_question": None, "degraded": False,
+                        "answerer": "extractive", "confident": False}),
+            ("done", None)))
+
+    page.route("**/v1/chat", handler)
+    page.goto("/")
+    page.fill("#question", "anything")
+    page.press("#question", "Enter")
+    msg = wait_answered(page)
+    assert msg.get_attribute("data-confident") == "false" and "unsure" in (msg.get_attribute("class") or "")
+    assert msg.locator('[data-testid="answer"]').text_content() == text
+    assert msg.locator(".sources .src").count() == 1  # its sources are shown as for any answer
