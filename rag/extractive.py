@@ -176,9 +176,12 @@ class SentenceScorer:
         self._features = lru_cache(maxsize=50_000)(encoder.features)
         self._skeletons = lru_cache(maxsize=50_000)(encoder.skeletons)
 
-    def _query_features(self, question: str) -> tuple[set[str], set[str]]:
+    def _query_features(self, question: str) -> tuple[dict[str, None], dict[str, None]]:
+        """The question's distinct terms and grams, in the order they occur: weights are summed in that order,
+        so a score does not depend on the process's string-hash seed (a set's order does, and a sum's last
+        bit with it, which was enough to flip near-ties between runs)."""
         terms, grams = self.encoder.features(question)
-        return set(terms), set(grams)
+        return dict.fromkeys(terms), dict.fromkeys(grams)
 
     def _anchors(self, question: str) -> list[str]:
         """What a question can share with text in the other script: names (as consonant
@@ -207,23 +210,24 @@ class SentenceScorer:
         q_terms, q_grams = self._query_features(question)
         q_arabic = detect_language(question) == "ar"
         feats = [self._features(s.text) for s in sentences]
+        distinct = [(set(terms), set(grams)) for terms, grams in feats]
         n = len(sentences) or 1
         df_t: Counter[str] = Counter()
         df_g: Counter[str] = Counter()
-        for terms, grams in feats:
-            df_t.update(set(terms) & q_terms)
-            df_g.update(set(grams) & q_grams)
+        for have_t, have_g in distinct:
+            df_t.update(have_t.intersection(q_terms))
+            df_g.update(have_g.intersection(q_grams))
         w_t = {t: math.log(1 + n / (df_t[t] + 0.5)) for t in q_terms}
         w_g = {g: math.log(1 + n / (df_g[g] + 0.5)) for g in q_grams}
         tot_t, tot_g = sum(w_t.values()), sum(w_g.values())
         cross = [(detect_language(s.text) == "ar") != q_arabic for s in sentences]
         if any(cross):
             self._score_cross(question, [(s, f) for s, f, c in zip(sentences, feats, cross, strict=True) if c])
-        for s, (terms, grams), c in zip(sentences, feats, cross, strict=True):
+        for s, (have_t, have_g), c in zip(sentences, distinct, cross, strict=True):
             if c:
                 continue
-            cov_t = sum(w_t[t] for t in q_terms.intersection(terms)) / tot_t if tot_t else 0.0
-            cov_g = sum(w_g[g] for g in q_grams.intersection(grams)) / tot_g if tot_g else 0.0
+            cov_t = sum(w_t[t] for t in q_terms if t in have_t) / tot_t if tot_t else 0.0
+            cov_g = sum(w_g[g] for g in q_grams if g in have_g) / tot_g if tot_g else 0.0
             s.score = (1 - _GRAM_SHARE) * cov_t + _GRAM_SHARE * cov_g if tot_t else cov_g
 
     def _score_cross(self, question: str, pairs: list[tuple[Sentence, tuple[list[str], list[str]]]]) -> None:

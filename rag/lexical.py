@@ -89,6 +89,6 @@ class LexicalEncoder:
         terms, grams = self.features(text)
         weights = {_hash("t:" + t): 1.0 for t in terms}
         if self.gram_weight:
-            weights.update({_hash("g:" + g): self.gram_weight for g in set(grams)})
+            weights.update({_hash("g:" + g): self.gram_weight for g in dict.fromkeys(grams)})
         weights.update({_hash("k:" + sk): _SKELETON_WEIGHT for sk in name_skeletons(text)})
         return models.SparseVector(indices=list(weights), values=list(weights.values()))
