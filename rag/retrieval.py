@@ -130,8 +130,9 @@ class Retriever:
         passages: list[Passage] = []
         seen: set[str] = set()
         carrier: dict[str, str] = {}  # story -> the one article whose passages stand for it
-        # Equal scores: the newer article first (a stable sort keeps Qdrant's order otherwise).
-        points = sorted(points, key=lambda p: (-float(p.score), -((p.payload or {}).get("date_num") or 0)))
+        # Equal scores: the newer article first, then by chunk id. Qdrant's own order among equal scores (copies
+        # of a syndicated story score alike) differed between processes, with Python's string-hash seed.
+        points = sorted(points, key=lambda p: (-float(p.score), -((p.payload or {}).get("date_num") or 0), str(p.id)))
         for p in points:
             pl = p.payload or {}
             key = fold_cached(pl.get("text", ""))
