@@ -8,6 +8,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+from qdrant_client import models
+
+from rag.lexical import LexicalEncoder
+from rag.retrieval import Retriever
+from rag.settings import RetrievalSettings
+
 ROOT = Path(__file__).resolve().parent.parent
 
 _SCORES = """
@@ -39,3 +45,27 @@ def test_sentence_scores_do_not_depend_on_the_string_hash_seed() -> None:
     first = _scores("1")
     assert first.count(" ") > 50  # the seeds were scored
     assert all(_scores(seed) == first for seed in ("2", "3", "4"))
+
+
+def test_passages_that_score_alike_come_in_one_order_whatever_the_store_returns() -> None:
+    """Qdrant's order among equal scores followed the hash seed; the retriever orders them itself."""
+    def point(pid: str, doc: str, date_num: int) -> models.ScoredPoint:
+        return models.ScoredPoint(id=pid, version=0, score=0.5, payload={
+            "doc_id": doc, "title": "", "text": f"text of {doc}", "start": 0, "end": 10, "date_num": date_num})
+
+    points = [point("00000000-0000-0000-0000-00000000000b", "b", 1), point("00000000-0000-0000-0000-00000000000a",
+              "a", 1), point("00000000-0000-0000-0000-00000000000c", "c", 2)]
+
+    class Store:
+        order: list[models.ScoredPoint] = []
+
+        def search(self, *args: object, **kwargs: object) -> list[models.ScoredPoint]:
+            return list(self.order)
+
+    store = Store()
+    retriever = Retriever(store, LexicalEncoder(), None, RetrievalSettings())  # type: ignore[arg-type]
+    seen = []
+    for order in (points, points[::-1], [points[1], points[2], points[0]]):
+        store.order = order
+        seen.append([p.doc_id for p in retriever.search("اجتماع القاهرة", query_vector=None)])
+    assert seen == [["c", "a", "b"]] * 3  # the newer article first, then by chunk id
