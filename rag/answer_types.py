@@ -23,13 +23,13 @@ AnswerType = Literal["count", "time", "person", "place", "organization"]
 
 # Question cues, on the folded question (so متى is written متي). Arabic interrogatives may carry و/ف.
 _AR_Q = r"(?:^|\s)[وف]?"
-# English "who", "when", "where" ask only as question words: first, after a clause break, a conjunction
-# or a preposition ("and when", "since when", "with whom"), or last ("…was born when?"). Inside a
-# question they are often relative: "Who was the leader when the Franks entered…" asks for a person,
-# "What did the man who…" for neither.
 
 
 def _en_wh(word: str) -> str:
+    """English "who", "when", "where" ask only as question words: first, after a clause break, a conjunction
+    or a preposition ("and when", "since when", "with whom"), or last ("…was born when?"). Inside a question
+    they are often relative: "Who was the leader when the Franks entered…" asks for a person, "What did the
+    man who…" for neither."""
     return (rf"(?:^|[,;:]\s*|\b(?:and|but|or|since|until|till|from|by|to|with|for|of|at|in)\s+)(?:{word})\b"
             rf"|\b(?:{word})\s*\??$")
 

@@ -23,7 +23,7 @@ from rag.extractive import ExtractiveAnswerer, Selection, Sentence, SentenceScor
 from rag.gloss import english_facts
 from rag.lexical import LexicalEncoder
 from rag.llm import NO_ANSWER, LLMClient, LLMError, answer_messages, rewrite_messages
-from rag.messages import HEDGE, refusal, unanswered_part
+from rag.messages import answer_intro, refusal, unanswered_part
 from rag.models import AlsoIn, Answer, Citation, Language, Passage, SearchFilters, Turn
 from rag.questions import standalone_parts
 from rag.retrieval import Retriever
@@ -304,11 +304,7 @@ class Sanad:
                                        [s.passage for s in selection.sentences])
         yield Event("passages", citations)
         parts = []
-        intro = "" if sure else HEDGE[lang]
-        if lang == "en":
-            arabic = any(detect_language(c.quote) == "ar" for c in citations)
-            said = "The articles say" if sure else HEDGE["en"]
-            intro = f"{said} (in Arabic): " if arabic else f"{said}: "
+        intro = answer_intro(lang, sure, any(detect_language(c.quote) == "ar" for c in citations))
         for i, c in enumerate(citations):
             # A quote is article text: "[99]" in it would read as a citation that does not exist.
             quote = f"«{unmark(c.quote)}»" if lang == "en" else unmark(c.quote)

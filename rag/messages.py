@@ -35,8 +35,18 @@ def unanswered_part(lang: Language, part: str) -> str:
     return UNANSWERED_PART[lang].format(part=part.strip())
 
 
-# An answer close to the refusal line: the quotes are offered as the closest the articles come.
+# What an offline answer opens with, before its quotes: an Arabic answer is the quotes alone; an answer close to
+# the refusal line offers them as the closest the articles come.
+ANSWER_LEAD: dict[Language, str] = {"ar": "", "en": "The articles say"}
 HEDGE: dict[Language, str] = {
-    "ar": "قد لا تجيب المقالات عن هذا السؤال مباشرة؛ أقرب ما ورد فيها: ",
+    "ar": "قد لا تجيب المقالات عن هذا السؤال مباشرة؛ أقرب ما ورد فيها",
     "en": "The articles may not answer this directly; the closest they come",
 }
+
+
+def answer_intro(lang: Language, sure: bool, arabic_quotes: bool) -> str:
+    """The words before the first quote ("The articles say (in Arabic): ", or the hedge), or nothing."""
+    lead = ANSWER_LEAD[lang] if sure else HEDGE[lang]
+    if lang == "en" and arabic_quotes:
+        lead += " (in Arabic)"
+    return f"{lead}: " if lead else ""
