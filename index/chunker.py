@@ -16,12 +16,13 @@ from importlib import resources
 
 from llama_index.core.node_parser import SentenceSplitter
 
-from rag.sentences import sentence_spans, split_sentences
+from rag.sentences import answer_spans, split_sentences
 
 # What the chunks of an article are made by. Raise it with every change to how text is chunked or split into
 # sentences: a store's articles indexed by an earlier version are chunked again on the next `sanad index`
 # (the vector cache keeps what did not change from being encoded again).
-CHUNKER_VERSION = 2  # 2: a lead-in line (ending in ":") opens the chunk of the table or list it announces
+CHUNKER_VERSION = 3  # 2: a lead-in line (ending in ":") opens the chunk of the table or list it announces;
+# 3: URLs, e-mail addresses and decimals never end a sentence; furniture lines are not answer sentences
 
 
 @dataclass
@@ -72,7 +73,7 @@ class Chunker:
             if start < 0:
                 raise AssertionError("chunk text not found in the original")  # pragma: no cover
             end = start + len(piece)
-            chunks.append(Chunk(len(chunks), piece, body_start + start, body_start + end, sentence_spans(piece)))
+            chunks.append(Chunk(len(chunks), piece, body_start + start, body_start + end, answer_spans(piece)))
             # Without overlap the next chunk starts after this one: searching from inside it would
             # place a chunk whose text repeats earlier content (a repeated paragraph) at the wrong offset.
             cursor = start + 1 if self._overlap else end  # within the body
@@ -107,5 +108,5 @@ def _lead_ins_forward(body: str, chunks: list[Chunk], body_start: int) -> list[C
             out.append(replace(c, index=len(out)))  # unchanged: its sentences are already found
             continue
         piece = body[start - body_start : end - body_start]
-        out.append(Chunk(len(out), piece, start, end, sentence_spans(piece)))
+        out.append(Chunk(len(out), piece, start, end, answer_spans(piece)))
     return out

@@ -135,6 +135,26 @@ class Indexer:
         )
         return ("updated" if record else "added"), len(points)
 
+    def is_current(self, article: Article) -> bool:
+        """Whether ``article`` is indexed as it is (indexing it again would change nothing)."""
+        record = self.store.get_document(article.id)
+        return bool(record and record.get("content_hash") == content_hash(article)
+                    and record.get("chunking") == self.chunker.signature)
+
+    def defer_arrivals(self, items: Iterable[Article | Skipped]) -> bool:
+        """Whether an upload's or a feed poll's articles are too many to embed before it returns: more new or
+        changed ones than ``inline_dense_articles``. Unchanged articles cost nothing and are not counted."""
+        if self.embedder is None:
+            return False
+        limit = self.settings.inline_dense_articles
+        fresh = 0
+        for item in items:
+            if not isinstance(item, Skipped) and not self.is_current(item):
+                fresh += 1
+                if fresh > limit:
+                    return True
+        return False
+
     def fill_dense(
         self,
         batch: int = 8,

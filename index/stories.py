@@ -31,7 +31,7 @@ log = logging.getLogger("sanad")
 
 NUM_PERM = 64
 SHINGLE = 3
-THRESHOLD = 0.7  # estimated Jaccard of word 3-shingles; the sample checked by eye is in the README
+THRESHOLD = 0.7  # estimated Jaccard of word 3-shingles; the sample checked by eye is in docs/usage.md
 SCHEME = "affine32"  # datasketch 2's default, stated: stored signatures must be read back the same way
 MIN_SHINGLES = 8  # shorter texts (a one-line brief) are too little evidence of a shared story
 

@@ -3,7 +3,7 @@ subset of the ``QdrantClient`` interface that ``rag.store.PassageStore`` uses.
 
 Why: qdrant-client's local mode scores sparse vectors in pure Python over every
 point, per query: measured 0.3 s at 1k chunks and 4 s at 10k (evals/bench,
-README "Scale"). qdrant-edge answers the same queries, with the same results,
+docs/benchmarks.md, "Scale of the embedded store"). qdrant-edge answers the same queries, with the same results,
 in milliseconds at 100k. Written here because qdrant-edge has its own API;
 this adapter lets the rest of Sanad keep qdrant-client's models and one code
 path for embedded, in-memory (local mode) and server stores.
@@ -12,7 +12,7 @@ path for embedded, in-memory (local mode) and server stores.
 ``<path>/collections/<name>/``; it takes qdrant-client ``models`` objects and
 returns qdrant-client ``models`` objects, so ``PassageStore(EdgeClient(path), ...)``
 works unchanged. Covered: collection_exists, create_collection, delete_collection,
-retrieve, upsert, scroll, delete (ids or filter), count, query_points (plain
+retrieve, upsert, scroll (optionally ordered by a payload key), delete (ids or filter), count, query_points (plain
 nearest, or prefetch + RRF/DBSF fusion), close. Filters: must/should/must_not/
 min_should, MatchValue/MatchAny/MatchExcept/MatchText, Range/DatetimeRange,
 HasId, IsEmpty, IsNull, nested Filter.
@@ -162,7 +162,7 @@ def _vector_out(v: Any) -> Any:
 
 
 def _expression(e: Any) -> Any:
-    """A qdrant-client formula expression as a qdrant-edge ``Expression`` (the arithmetic subset)."""
+    """A qdrant-client formula expression as a qdrant-edge ``Expression`` (arithmetic and conditions)."""
     E = qe.Expression
     if isinstance(e, bool):
         raise NotImplementedError("bool expression")
@@ -180,6 +180,8 @@ def _expression(e: Any) -> Any:
         return E.Max([_expression(x) for x in e.max])
     if isinstance(e, models.MinExpression):
         return E.Min([_expression(x) for x in e.min])
+    if isinstance(e, models.FieldCondition | models.HasIdCondition | models.IsEmptyCondition | models.IsNullCondition):
+        return E.Condition(_condition(e))  # 1.0 where the point matches, else 0.0
     raise NotImplementedError(f"expression {type(e).__name__}")
 
 
@@ -356,8 +358,10 @@ class EdgeClient:
         order_by: Any = None,
         **_: Any,
     ) -> tuple[list[Record], Any]:
-        if order_by is not None:
-            raise NotImplementedError("scroll order_by")
+        order = None
+        if order_by is not None:  # as in Qdrant: only points that have the key, and no offset paging
+            key, desc = (order_by, False) if isinstance(order_by, str) else (order_by.key, order_by.direction == "desc")
+            order = qe.OrderBy(key, direction=qe.Direction.Desc if desc else qe.Direction.Asc)
         recs, nxt = self._shard(collection_name).scroll(
             qe.ScrollRequest(
                 offset=_in_id(offset) if offset is not None else None,
@@ -365,6 +369,7 @@ class EdgeClient:
                 filter=to_filter(scroll_filter),
                 with_payload=_with_payload(with_payload),
                 with_vector=with_vectors,
+                order_by=order,
             )
         )
         return [_record(r) for r in recs], (_out_id(nxt) if nxt is not None else None)

@@ -213,6 +213,12 @@ class VectorCache:
             self._db.close()
 
 
+def _as_stored(vectors: Any) -> np.ndarray:
+    """Vectors rounded as the cache stores them (float16), so a text gets the same vector whether it was just
+    computed or read back: rankings and answers do not depend on what happened to be cached."""
+    return np.asarray(vectors, dtype=np.float32).astype(np.float16).astype(np.float32)
+
+
 class CachedEmbedder:
     """An embedder whose vectors are read from a :class:`VectorCache` first; queries also hit a small LRU."""
 
@@ -239,7 +245,7 @@ class CachedEmbedder:
         missing = list(dict.fromkeys(t for t, k in zip(texts, keys, strict=True) if k not in found))
         for i in range(0, len(missing), self.batch_size):
             batch = missing[i : i + self.batch_size]
-            fresh = np.asarray(self.inner.embed_documents(batch), dtype=np.float32)
+            fresh = _as_stored(self.inner.embed_documents(batch))
             new = {self._key("p", t): v for t, v in zip(batch, fresh, strict=True)}
             self.cache.put(new)
             found.update(new)
@@ -258,9 +264,10 @@ class CachedEmbedder:
                 return self._lru[text]
         key = self._key("q", text)
         hit = self.cache.get([key]).get(key)
-        vec = hit.tolist() if hit is not None else self.inner.embed_query(text)
         if hit is None:
-            self.cache.put({key: np.asarray(vec, dtype=np.float32)})
+            hit = _as_stored(self.inner.embed_query(text))
+            self.cache.put({key: hit})
+        vec: list[float] = hit.tolist()
         with self._lru_lock:
             self._lru[text] = vec
             while len(self._lru) > self._lru_size:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import time
 from typing import Literal
 
 from qdrant_client import models
@@ -42,10 +41,12 @@ def build_filter(filters: SearchFilters | None) -> models.Filter | None:
     return models.Filter(must=must) if must else None
 
 
-_DENSE_RECHECK = 10.0  # seconds
-
-
 class Retriever:
+    """Passages for a question. Every chunk is ranked by what it has: hybrid with its dense vector, by its
+    lexical score (calibrated to the hybrid scale) while its vector is still being filled in, in one list.
+    There is no process-wide lexical mode: fresh articles are found at once, in both languages as soon as
+    their vectors are in."""
+
     def __init__(
         self, store: PassageStore, encoder: LexicalEncoder, embedder: CachedEmbedder | None, settings: RetrievalSettings
     ) -> None:
@@ -54,45 +55,10 @@ class Retriever:
         self.embedder = embedder
         self.settings = settings
         self._warned = False
-        self._dense_ok = False
-        self._dense_checked = -_DENSE_RECHECK
-        self._probed = False
-
-    def dense_ready(self) -> bool:
-        """Whether every chunk has its dense vector. While a bulk run's vectors are still being filled in,
-        retrieval (and the answerer) stay lexical: a hybrid query would rank the chunks that have one above
-        better lexical matches that do not yet. Checked again every ``_DENSE_RECHECK`` seconds until ready."""
-        if self._dense_ok:
-            return True
-        now = time.monotonic()
-        if now - self._dense_checked >= _DENSE_RECHECK:
-            self._dense_checked = now
-            try:
-                self._dense_ok = self.store.count_dense_pending() == 0
-            except Exception as exc:  # the store is down: the search itself will say so
-                log.debug("dense state unknown: %s", exc)
-        return self._dense_ok
-
-    def recheck_dense(self) -> None:
-        """Read the store's dense state again at the next search (after vectors were filled in)."""
-        self._dense_ok = False
-        self._dense_checked = -_DENSE_RECHECK
 
     def query_vector(self, query: str) -> list[float] | None:
-        """The question's dense vector, or ``None`` (no embedder, vectors still being filled in, or it failed:
-        retrieval is then lexical)."""
+        """The question's dense vector, or ``None`` (no embedder, or it failed: retrieval is then lexical)."""
         if self.embedder is None:
-            return None
-        if not self.dense_ready():
-            if not self._probed:  # say once if the encoder cannot run here at all (not only: still filling)
-                self._probed = True
-                try:
-                    self.embedder.embed_query(query)
-                except EmbedderUnavailable as exc:
-                    self._warned = True
-                    log.warning("Dense retrieval is off: %s. Answers use lexical retrieval only.", exc)
-                except EmbeddingError:
-                    pass
             return None
         try:
             return self.embedder.embed_query(query)
@@ -126,6 +92,7 @@ class Retriever:
             fusion=self.settings.fusion,
             lexical_weight=self.settings.lexical_weight,
             lexical_saturation=self.settings.lexical_saturation,
+            pending=(self.settings.pending_offset, self.settings.pending_slope),
         )
         passages: list[Passage] = []
         seen: set[str] = set()

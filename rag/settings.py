@@ -87,6 +87,10 @@ class IndexSettings(BaseModel):
     # is 1.9x faster (SaudiNewsNet, 2 cores: 7.6 vs 4.0 chunks/s) and a quoted passage's sentences are
     # encoded when an answer first needs them (about 25 ms each).
     sentence_vectors: bool = True
+    # An upload or feed poll with at most this many new or changed articles gets their dense vectors before it
+    # returns (answerable in English at once); a larger one is searchable at once and its vectors are filled in
+    # the background, newest articles first. About 0.5 s an article on 2 cores (docs/benchmarks.md).
+    inline_dense_articles: int = Field(default=20, ge=0)
     max_file_bytes: int = Field(default=5_000_000, ge=1)
     max_document_chars: int = Field(default=2_000_000, ge=1)
     fields: str = Field(default="", description="Record fields (JSON, JSONL, CSV) under names the readers do not "
@@ -157,11 +161,17 @@ class RetrievalSettings(BaseModel):
     fusion: Literal["formula", "rrf", "dbsf"] = "formula"
     lexical_weight: float = Field(default=0.2, ge=0)
     lexical_saturation: float = Field(default=20.0, gt=0)
+    # A chunk still waiting for its dense vector (fresh news, filled in the background) is ranked in the same
+    # list by its lexical score alone, given an estimated cosine pending_offset + pending_slope * s / (s + sat)
+    # so it competes fairly with chunks that have one. Fitted on dev splits (`sanad bench mixed --fit`,
+    # docs/benchmarks.md); 0 and 0 would rank every waiting chunk below all dense matches.
+    pending_offset: float = Field(default=0.0)
+    pending_slope: float = Field(default=0.0)
 
 
 class AnswerSettings(BaseModel):
     """The offline answerer. The weights and floors below were fitted on development splits only
-    (``python -m evals.calibrate``, README "Evaluation"); the release gate runs on test splits."""
+    (``python -m evals.calibrate``, docs/evaluation.md); the release gate runs on test splits."""
 
     max_sentences: int = Field(default=3, ge=1, le=10)
     # Without an encoder: share of the question's weighted terms the best sentence must cover.

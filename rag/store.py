@@ -268,8 +268,16 @@ class PassageStore:
         return self.client.count(self.chunks, count_filter=self._PENDING, exact=True).count
 
     def dense_pending(self, limit: int) -> list[tuple[str, dict[str, Any]]]:
-        """Up to ``limit`` such chunks, as (point id, payload)."""
-        points, _ = self.client.scroll(self.chunks, scroll_filter=self._PENDING, limit=limit, with_payload=True)
+        """Up to ``limit`` such chunks, as (point id, payload): the newest articles' first (the news a reader
+        asks about), then undated ones (an ordered scroll leaves out points without the date)."""
+        newest = models.OrderBy(key="date_num", direction=models.Direction.DESC)
+        points, _ = self.client.scroll(self.chunks, scroll_filter=self._PENDING, limit=limit, with_payload=True,
+                                       order_by=newest)
+        if len(points) < limit:
+            ids = {str(p.id) for p in points}
+            rest, _ = self.client.scroll(self.chunks, scroll_filter=self._PENDING, limit=limit + len(points),
+                                         with_payload=True)
+            points = [*points, *(p for p in rest if str(p.id) not in ids)][:limit]
         return [(str(p.id), dict(p.payload or {})) for p in points]
 
     def existing_chunk_ids(self, ids: list[str]) -> set[str]:
@@ -316,7 +324,10 @@ class PassageStore:
         fusion: str = "formula",
         lexical_weight: float = 0.2,
         lexical_saturation: float = 20.0,
+        pending: tuple[float, float] = (0.0, 0.0),
     ) -> list[models.ScoredPoint]:
+        """Hybrid when ``dense`` is given, else lexical. ``pending`` (offset, slope): the cosine estimated for a
+        chunk whose dense vector is still to come, from its squashed lexical score (see RetrievalSettings)."""
         if dense is None:
             res = self.client.query_points(
                 self.chunks, query=sparse, using=LEXICAL, limit=limit, query_filter=query_filter, with_payload=True
@@ -333,8 +344,17 @@ class PassageStore:
                 left="$score[1]", right=models.SumExpression(sum=["$score[1]", lexical_saturation]),
                 by_zero_default=0.0,
             ))
+            offset, slope = pending
+            # A chunk without its vector yet is absent from the dense list; in its place, an estimate from its
+            # lexical score. The condition is 1 for such a chunk and 0 for every other: one ranking for both.
+            estimate = models.MultExpression(mult=[
+                models.FieldCondition(key="dense", match=models.MatchValue(value=0)),
+                models.SumExpression(sum=[offset, models.MultExpression(mult=[slope, squashed])]),
+            ])
             query = models.FormulaQuery(
-                formula=models.SumExpression(sum=["$score[0]", models.MultExpression(mult=[lexical_weight, squashed])]),
+                formula=models.SumExpression(
+                    sum=["$score[0]", models.MultExpression(mult=[lexical_weight, squashed]), estimate]
+                ),
                 defaults={"$score[0]": 0.0, "$score[1]": 0.0},
             )
         else:

@@ -239,14 +239,15 @@ def _print_summary(summary: IndexSummary) -> bool:
     """Print what indexing did; False when it indexed nothing and skipped something (exit 1)."""
     skipped = summary.skipped
     listed = skipped if len(skipped) <= _SKIPPED_LISTED else skipped[:5]
+    # soft_wrap: never broken at the console width (80 columns in a log file), so a path stays whole and greppable.
     for s in listed:
-        err.print(f"[yellow]skipped[/yellow] {escape(s.path)}: {escape(s.reason)}")
+        err.print(f"[yellow]skipped[/yellow] {escape(s.path)}: {escape(s.reason)}", soft_wrap=True)
     if len(listed) < len(skipped):
         # "too large (123 bytes > 100)" and "too large (456 bytes > 100)" are one reason.
         reasons = Counter(re.sub(r"\s*\(.*?\)", "", s.reason).strip() or s.reason for s in skipped)
         err.print(f"[yellow]… and {len(skipped) - len(listed)} more skipped; all {len(skipped)} by reason:[/yellow]")
         for reason, n in reasons.most_common():
-            err.print(f"  {n} skipped: {escape(reason)}")
+            err.print(f"  {n} skipped: {escape(reason)}", soft_wrap=True)
     console.print(
         f"{summary.documents} documents ({summary.added} added, {summary.updated} updated, "
         f"{summary.unchanged} unchanged), {summary.chunks} chunks, {len(skipped)} skipped, "
@@ -339,6 +340,9 @@ def ask(
         sys.stdout.write(json.dumps(answer.model_dump(mode="json"), ensure_ascii=False, indent=2) + "\n")
     else:
         print_answer(answer)
+        if answer.session_id:  # on stderr: stdout stays the answer alone
+            err.print(f"[dim]conversation {escape(answer.session_id)} · follow up with `sanad ask -c …` "
+                      f"or `sanad ask -s {escape(answer.session_id)} …`[/dim]", highlight=False, soft_wrap=True)
 
 
 def _filters(doc: list[str] | None, since: str | None, until: str | None) -> SearchFilters | None:

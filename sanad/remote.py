@@ -64,6 +64,16 @@ class RemoteError(Exception):
         self.code = code
 
 
+def _local_item(f: Path, item: str) -> str:
+    """A skipped item the server named after the upload (``a.zip/b.json#3``, ``a.jsonl:2``) under the local path
+    it came from, as `sanad index` without a server names it (the archive once); anything else (an article id)
+    as ``path:item``."""
+    name = f.name
+    if item == name or (item.startswith(name) and item[len(name)] in "/:#"):
+        return str(f) + item[len(name):]
+    return f"{f}:{item}"
+
+
 class SanadClient:
     """The few API calls the CLI makes, with the server's own error messages."""
 
@@ -137,7 +147,7 @@ class SanadClient:
                 body = r.json()
                 for d in body["documents"]:
                     summary.count(d["outcome"], int(d["chunks"]))
-                summary.skipped.extend(Skipped(f"{f}:{s['item']}", s["reason"]) for s in body.get("skipped", []))
+                summary.skipped.extend(Skipped(_local_item(f, s["item"]), s["reason"]) for s in body.get("skipped", []))
             if on_file is not None:
                 on_file(f)
         summary.seconds = time.perf_counter() - t0

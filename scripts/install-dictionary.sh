@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Install FreeDict's English–Arabic and Arabic–English dictionaries (Debian packages, GPL-2+ data, about
 # 5 MB): with them, the offline answerer finds an English question's words in Arabic sentences
-# (rag/bilingual.py). Sanad works without them; English answers are then weaker (README, Evaluation).
+# (rag/bilingual.py). Sanad works without them; English answers are then weaker (docs/evaluation.md).
 #
 # Usage: scripts/install-dictionary.sh          (needs apt-get; uses sudo when not root)
 set -euo pipefail

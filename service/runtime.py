@@ -123,7 +123,8 @@ class Runtime:
 
     def _start_dense(self) -> None:
         """Fill in the dense vectors a bulk ``sanad index`` left pending, in the background, one batch at a
-        time under the write lock. Meanwhile retrieval is lexical, so answers do not wait for the encoder."""
+        time under the write lock, newest articles first. Meanwhile a chunk still waiting is ranked by its lexical
+        score beside the hybrid-ranked ones, so answers do not wait for the encoder."""
         state = self.state
         if state is None or state.engine.embedder is None or not self.settings.service.fill_dense:
             return
@@ -135,9 +136,9 @@ class Runtime:
         def fill() -> int:
             if state.engine.store.count_dense_pending() == 0:
                 return 0
-            log.info("Filling in dense vectors in the background (retrieval is lexical until done)")
+            log.info("Filling in dense vectors in the background (newest articles first; chunks waiting for theirs "
+                     "are ranked lexically meanwhile)")
             done = state.indexer.fill_dense(batch=4, stop=stop, write_lock=state.write_lock)
-            state.engine.retriever.recheck_dense()
             log.info("Dense vectors: %d chunks filled%s", done, " (stopped)" if stop.is_set() else "")
             return done
 
@@ -164,9 +165,17 @@ class Runtime:
         if not feeds.url_list or state is None:
             return
 
+        loop = asyncio.get_running_loop()
+
         def index(items: list[Article | Skipped]) -> IndexSummary:
             with state.write_lock:  # one writer at a time, as for uploads
-                return state.indexer.index_articles(items)
+                # A poll with a few new items embeds them now (answerable in both languages on the next
+                # question); a large one is searchable at once and filled in the background, newest first.
+                defer = state.indexer.defer_arrivals(items)
+                summary = state.indexer.index_articles(items, defer_dense=True if defer else None)
+            if defer:
+                loop.call_soon_threadsafe(self._start_dense)
+            return summary
 
         poller = FeedPoller(feeds.url_list, index, timeout=feeds.timeout,
                             max_bytes=collection_limit(self.settings.index.max_file_bytes))

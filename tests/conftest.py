@@ -26,7 +26,7 @@ REFUSAL_AR = "لا تتضمن المقالات المتاحة إجابة عن ه
 
 # Property tests are deterministic by default: the same examples on every run and machine, no example
 # database carried between runs. Before a release, `HYPOTHESIS_PROFILE=release pytest tests/test_fuzz.py
-# tests/test_chunking.py` draws fresh random examples, 20 times as many (see README, "Before a release").
+# tests/test_chunking.py` draws fresh random examples, 20 times as many (see the README, Quick start).
 hypothesis_settings.register_profile("ci", derandomize=True, database=None, print_blob=True)
 hypothesis_settings.register_profile("release", derandomize=False, database=None, print_blob=True)
 PROFILE = os.environ.get("HYPOTHESIS_PROFILE", "ci")

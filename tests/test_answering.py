@@ -97,7 +97,7 @@ def test_english_question_with_digits_and_names_finds_the_number(seeded_engine: 
 
 # With the multilingual encoder, English questions are answered from Arabic articles, and an off-topic English
 # question whose words meet nothing can still be near some sentence in meaning: "How do I bake a chocolate
-# cake?" is answered (measured refusal rates: README, Evaluation).
+# cake?" is answered (measured refusal rates: docs/evaluation.md).
 @pytest.mark.parametrize("question", ["Who won the 2022 football World Cup?"])
 def test_off_topic_english_question_is_refused_in_english(seeded_engine: Sanad, question: str) -> None:
     answer = seeded_engine.ask(question)

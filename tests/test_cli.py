@@ -9,6 +9,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from rag.engine import Sanad
+from rag.settings import Settings
 from sanad.cli import app
 from tests.conftest import REFUSAL_AR, SEED_IDS, SEEDS, read_seed
 
@@ -65,6 +67,19 @@ def test_ask_prints_the_answer_and_its_sources(data_dir: Path) -> None:
     assert "900" in out and "004_62f51f2fac3a5964" in out
 
 
+def test_plain_ask_prints_the_conversation_id_to_follow_up_with(data_dir: Path) -> None:
+    """`sanad ask --help` says the conversation id is printed: without --json too, on stderr (stdout is the
+    answer), whole on one line, and `-s <id>` continues that conversation."""
+    result = runner.invoke(app, ["ask", "من ترأس اجتماع القاهرة الطارئ عن مصر؟", "--data-dir", str(data_dir)])
+    assert result.exit_code == 0, result.stderr
+    found = re.search(r"^conversation (\S+) · follow up with `sanad ask -c …`", result.stderr, re.MULTILINE)
+    assert found, result.stderr
+    session = found[1]
+    assert session not in result.stdout
+    follow = runner.invoke(app, ["ask", "--json", "-s", session, "ومن مثل تركيا فيه؟", "--data-dir", str(data_dir)])
+    assert follow.exit_code == 0, follow.stderr
+    assert json.loads(follow.stdout)["session_id"] == session
+
 def test_ask_doc_filter(data_dir: Path) -> None:
     result = runner.invoke(app, ["ask", "من يرأس جهاز المخابرات العامة المصرية؟", "--json", "--doc",
                                  "000_ddb8d80929f4d864", "--data-dir", str(data_dir)])
@@ -104,6 +119,46 @@ def test_index_reports_bad_files_as_skipped_and_indexes_the_rest(tmp_path: Path)
     assert re.search(r"skipped \S*image\.txt: binary file", err), err
     assert re.search(r"skipped \S*blank\.md: empty", err), err
 
+
+def _day_archive(folder: Path) -> Path:
+    """A SaudiNewsNet-like day: one article and one record without text, in ``2015-07-23.json``."""
+    import zipfile
+
+    folder.mkdir(parents=True, exist_ok=True)
+    rows = [{"id": "ok", "title": "اجتماع في الدوحة", "text": "عقد الوسطاء اجتماعا جديدا في الدوحة."},
+            {"id": "blank", "title": "خبر بلا نص", "text": " "}]
+    archive = folder / "2015-07-23.zip"
+    with zipfile.ZipFile(archive, "w") as z:
+        z.writestr("2015-07-23.json", json.dumps(rows, ensure_ascii=False))
+    return archive
+
+
+def test_skip_lines_in_a_log_file_are_never_broken(tmp_path: Path) -> None:
+    """Redirected to a file (no terminal, 80 columns) a skip line stays one line: its path whole, greppable."""
+    archive = _day_archive(tmp_path / "newsroom-archive-exports" / "saudinewsnet-2015-july")
+    result = runner.invoke(app, ["index", str(archive), "--data-dir", str(tmp_path / "data")])
+    assert result.exit_code == 0, result.stderr
+    line = f"skipped {archive}/2015-07-23.json#2: empty"
+    assert len(line) > 80
+    assert line in result.stderr.splitlines(), result.stderr
+
+
+def test_skipped_archive_members_through_a_server_name_the_archive_once(tmp_path: Path, settings: Settings,
+                                                                        engine: Sanad) -> None:
+    """`sanad index` beside a running server uploads the archive; a skipped member is named as without a
+    server (``…/2015-07-23.zip/2015-07-23.json#2``), not ``2015-07-23.zip:2015-07-23.zip/…``."""
+    from fastapi.testclient import TestClient
+
+    from sanad.remote import SanadClient
+    from service.app import create_app
+
+    archive = _day_archive(tmp_path / "in")
+    with TestClient(create_app(settings, engine)) as http, SanadClient("http://testserver") as client:
+        client._http.close()
+        client._http = http
+        summary = client.index_files([archive])
+    assert summary.documents == 1
+    assert [(s.path, s.reason) for s in summary.skipped] == [(f"{archive}/2015-07-23.json#2", "empty")]
 
 def test_index_with_nothing_indexable_fails(tmp_path: Path) -> None:
     bad = tmp_path / "notes.pdf"

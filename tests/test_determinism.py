@@ -69,3 +69,28 @@ def test_passages_that_score_alike_come_in_one_order_whatever_the_store_returns(
         store.order = order
         seen.append([p.doc_id for p in retriever.search("اجتماع القاهرة", query_vector=None)])
     assert seen == [["c", "a", "b"]] * 3  # the newer article first, then by chunk id
+
+
+def test_a_text_gets_the_same_vector_computed_or_read_back_from_the_cache(tmp_path: Path) -> None:
+    """The cache keeps float16; a vector just computed is rounded the same way, so a store indexed with a cold
+    cache ranks exactly as one indexed from a warm cache (edge and local mode once disagreed on a cold run)."""
+    import numpy as np
+
+    from rag.embedding import CachedEmbedder, Embedder, VectorCache
+
+    class Odd(Embedder):  # values float16 cannot hold exactly
+        signature, dimension = "odd", 3
+
+        def embed_documents(self, texts: list[str]) -> list[list[float]]:
+            return [[0.1234567, 0.7654321, 1 / 3] for _ in texts]
+
+        def embed_query(self, text: str) -> list[float]:
+            return [1 / 7, 2 / 7, 3 / 7]
+
+    path = tmp_path / "vectors.sqlite3"
+    cold = CachedEmbedder(Odd(), VectorCache(path))
+    computed, query = cold.vectors(["خبر"]), cold.embed_query("سؤال")
+    warm = CachedEmbedder(Odd(), VectorCache(path))
+    read, query_again = warm.vectors(["خبر"]), warm.embed_query("سؤال")
+    assert warm.computed == 0
+    assert np.array_equal(computed, read) and query == query_again

@@ -156,6 +156,31 @@ def test_the_document_list_comes_in_pages_that_add_up_to_the_index(client: TestC
     assert client.get("/v1/documents", params={"limit": 0}).status_code == 422
 
 
+def test_an_archive_sized_list_comes_100_at_a_time_by_default(settings: Settings, engine: Sanad,
+                                                              tmp_path: Path) -> None:
+    """More articles than a page: the default page holds 100 of them with the total, and `next_offset` leads
+    through the rest; a page over 1000 is refused."""
+    export = tmp_path / "day.jsonl"
+    export.write_text("\n".join(json.dumps({"id": f"wire-{i:03d}", "title": f"خبر {i}", "text": f"نص الخبر رقم {i}."},
+                                           ensure_ascii=False) for i in range(130)) + "\n", encoding="utf-8")
+    indexer = Indexer(engine.store, engine.encoder, engine.embedder, settings.index, defer_dense=True)
+    assert indexer.index_paths([export]).documents == 130
+    with TestClient(create_app(settings, engine)) as c:
+        first = c.get("/v1/documents").json()
+        assert (len(first["documents"]), first["total"], first["offset"], first["next_offset"]) == (100, 130, 0, 100)
+        rest = c.get("/v1/documents", params={"offset": first["next_offset"]}).json()
+        assert (len(rest["documents"]), rest["total"], rest["next_offset"]) == (30, 130, None)
+        ids = [d["doc_id"] for d in first["documents"] + rest["documents"]]
+        assert ids == [f"wire-{i:03d}" for i in range(130)]
+        assert c.get("/v1/documents", params={"limit": 1001}).status_code == 422
+        # `sanad documents` beside a running server follows the pages to the end.
+        from sanad.remote import SanadClient
+
+        with SanadClient("http://testserver") as client:
+            client._http.close()
+            client._http = c
+            assert [d["doc_id"] for d in client.documents(page=7)] == ids
+
 def test_english_conversation(fresh: TestClient) -> None:
     for article in (GRAIN, CONTAINERS):
         assert fresh.post("/v1/documents", json=article).status_code == 201
@@ -345,6 +370,19 @@ def test_upload_that_is_not_a_text_article_changes_nothing(fresh: TestClient, na
     assert name.split(".")[0] in error["message"]
     assert stored(fresh) == before
 
+
+@pytest.mark.parametrize("name,content,says", [
+    ("report.txt", b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + bytes(64), "report.txt is not text (binary content)"),
+    ("wire.jsonl", b"PK\x03\x04\x14\x00\x00\x00\x08\x00" + bytes(32), "wire.jsonl is not text (binary content)"),
+    ("report.md", b"\xc3(" + b"\x01\x02\x03\x04\x05\x06\x07\x08" * 20, "report.md is not text in a known encoding"),
+], ids=["png-named-txt", "zip-named-jsonl", "undecodable-md"])
+def test_a_file_with_a_text_name_but_binary_content_is_told_it_is_not_text(fresh: TestClient, name: str,
+                                                                            content: bytes, says: str) -> None:
+    """The name already has a supported type: the refusal says what is wrong with the content, and does not
+    ask for a type the file already has."""
+    error = assert_error(fresh.post("/v1/documents", files={"file": (name, content)}), 415, "unsupported_media_type")
+    assert error["message"].startswith(says), error["message"]
+    assert "Send one of" not in error["message"] and "UTF-8" in error["message"]
 
 def test_bad_document_requests(fresh: TestClient) -> None:
     before = stored(fresh)

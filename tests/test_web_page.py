@@ -395,9 +395,11 @@ QUOTED = re.compile(r"«[^«»]*»")
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 MIXED_SCREENSHOT = Path("/tmp/sanad-mixed-direction.png")
 
-# Where the first quote of an answer and what follows it are drawn (CSS pixels). The quote is an inline <bdi>;
-# ``lines`` are its boxes merged per line, top to bottom (a line may hold several bidi runs of it);
-# ``close``/``open`` are the rects of its closing » and opening « characters.
+# Where the quotes of an English answer and what follows each are drawn (CSS pixels). Each Arabic quote is an
+# inline <bdi> in a right-to-left block of its own (``data-testid="answer-quote-block"``); for each block:
+# ``lines`` are the quote's boxes merged per line, top to bottom (a line may hold several bidi runs of it),
+# ``close``/``open`` the rects of its closing » and opening «, ``after`` the first visible character after the
+# quote (e.g. "."), ``marker`` its first [n]. ``lead`` is the text before the first block.
 QUOTE_GEOMETRY_JS = """(bubble) => {
     const box = (r) => ({ left: r.left, right: r.right, top: r.top, bottom: r.bottom });
     const charRect = (node, i) => {
@@ -406,33 +408,45 @@ QUOTE_GEOMETRY_JS = """(bubble) => {
         range.setEnd(node, i + 1);
         return box(range.getBoundingClientRect());
     };
-    const q = bubble.querySelector("bdi");
-    const lines = [];
-    for (const r of Array.from(q.getClientRects()).filter((r) => r.width > 0).map(box)) {
-        const l = lines.find((l) => r.top < l.bottom && l.top < r.bottom);
-        if (!l) { lines.push(r); continue; }
-        l.left = Math.min(l.left, r.left); l.right = Math.max(l.right, r.right);
-        l.top = Math.min(l.top, r.top); l.bottom = Math.max(l.bottom, r.bottom);
-    }
-    lines.sort((a, b) => a.top - b.top);
-    const first = q.firstChild, last = q.lastChild;
-    const before = q.previousSibling;
-    let after = q.nextSibling;  // the text right after the quote, if any (e.g. "." or " ")
-    let marker = q.nextElementSibling;
-    const beforeRange = document.createRange();
-    if (before) beforeRange.selectNodeContents(before);
+    const blocks = Array.from(bubble.querySelectorAll('[data-testid="answer-quote-block"]'));
+    const lead = document.createRange();
+    lead.setStart(bubble, 0);
+    if (blocks.length) lead.setEndBefore(blocks[0]);
     return {
         bubble: box(bubble.getBoundingClientRect()),
-        lines,
-        open: charRect(first, 0),
-        close: charRect(last, last.textContent.length - 1),
-        before: before ? box(beforeRange.getBoundingClientRect()) : null,
-        afterText: after && after.nodeType === Node.TEXT_NODE ? after.textContent : null,
-        after: after && after.nodeType === Node.TEXT_NODE && after.textContent.trim()
-            ? charRect(after, after.textContent.search(/\\S/)) : null,
-        marker: marker && marker.classList.contains("cite")
-            ? { n: marker.dataset.n, ...box(marker.getBoundingClientRect()) } : null,
-        direction: getComputedStyle(q).direction,
+        lead: blocks.length ? box(lead.getBoundingClientRect()) : null,
+        blocks: blocks.map((b) => {
+            const q = b.querySelector("bdi");
+            const lines = [];
+            for (const r of Array.from(q.getClientRects()).filter((r) => r.width > 0).map(box)) {
+                const l = lines.find((l) => r.top < l.bottom && l.top < r.bottom);
+                if (!l) { lines.push(r); continue; }
+                l.left = Math.min(l.left, r.left); l.right = Math.max(l.right, r.right);
+                l.top = Math.min(l.top, r.top); l.bottom = Math.max(l.bottom, r.bottom);
+            }
+            lines.sort((a, b) => a.top - b.top);
+            const first = q.firstChild, last = q.lastChild;
+            // the text right after the quote, if any (e.g. ". " or " "): first in the unbreakable tail with the [n]
+            const tail = q.nextSibling;
+            const after = tail && tail.nodeType === Node.ELEMENT_NODE && tail.classList.contains("qt")
+                ? tail.firstChild : tail;
+            const marker = b.querySelector(".cite");
+            return {
+                block: box(b.getBoundingClientRect()),
+                dir: b.getAttribute("dir"),
+                lang: b.getAttribute("lang"),
+                direction: getComputedStyle(b).direction,
+                quote: q.textContent,
+                markers: Array.from(b.querySelectorAll(".cite")).map((c) => c.textContent),
+                lines,
+                open: charRect(first, 0),
+                close: charRect(last, last.textContent.length - 1),
+                afterText: after && after.nodeType === Node.TEXT_NODE ? after.textContent : null,
+                after: after && after.nodeType === Node.TEXT_NODE && after.textContent.trim()
+                    ? charRect(after, after.textContent.search(/\\S/)) : null,
+                marker: marker ? { n: marker.dataset.n, ...box(marker.getBoundingClientRect()) } : null,
+            };
+        }),
     };
 }"""
 
@@ -476,8 +490,9 @@ def ask(page: Any, question: str) -> tuple[Any, dict[str, Any]]:
 
 
 def test_mixed_direction_answer_isolates_quotes(page: Any, tmp_path: Path) -> None:
-    """An English answer quoting Arabic: each «…» is its own direction-isolated <bdi>, the answer is
-    left-to-right by its language, the closing » sits next to the quote's last word and [1] follows the quote."""
+    """An English answer quoting Arabic: the answer is left-to-right by its language, each «…» is its own
+    direction-isolated <bdi> in a right-to-left block of its own (dir=rtl lang=ar) with its [n] beside it, the
+    closing » next to the quote's last word."""
     page.set_viewport_size(DESKTOP)
     page.goto("/")
     msg, answer = ask(page, "Who attended the security meeting in Cairo?")
@@ -513,21 +528,30 @@ def test_mixed_direction_answer_isolates_quotes(page: Any, tmp_path: Path) -> No
     assert sources.locator(".info, a, .sep").count() == 0
     assert "undefined" not in (sources.text_content() or "") and "null" not in (sources.text_content() or "")
 
-    # Geometry of the first quote: drawn inside the answer; its opening « at the right end of its first line
-    # and its closing » at the left end of its last line (right to left); the text before it on its left,
-    # the [1] after it on its right, on the same line.
+    # Each quote is a right-to-left block of its own under the English lead sentence, its [n] beside it on its
+    # last line: the next quote starts below, never to the right of the last one's tail (wrapped in one
+    # left-to-right paragraph, a quote's tail sat left of its [1] and the next quote started right of it).
     g = bubble.evaluate(QUOTE_GEOMETRY_JS)
-    assert g["direction"] == "rtl" and g["lines"], g
-    first, last = g["lines"][0], g["lines"][-1]
-    assert all(inside(r, g["bubble"]) for r in g["lines"]), g
-    # (the space a line breaks at stays in the quote's box there: at the line's end, so up to a space's width)
-    assert inside(g["open"], first) and first["right"] - g["open"]["right"] <= 8, g
-    assert inside(g["close"], last) and g["close"]["left"] - last["left"] <= 2, g
-    assert g["before"] and same_line(g["before"], first) and g["before"]["right"] <= first["left"] + 1, g
-    marker = g["marker"]
-    assert marker and marker["n"] == "1", g
-    assert same_line(marker, last) and marker["left"] >= last["right"] - 1, g
-    assert marker["left"] >= g["close"]["right"], g
+    blocks = g["blocks"]
+    assert [b["quote"] for b in blocks] == quotes, g
+    want = [re.findall(r"\[\d+\]", m) for m in re.findall(r"«[^«»]*»[.\s]*((?:\[\d+\]\s*)*)", answer["answer"])]
+    assert [b["markers"] for b in blocks] == want and all(want), g
+    assert g["lead"]["bottom"] <= blocks[0]["block"]["top"] + 1, g
+    for b in blocks:
+        assert (b["dir"], b["lang"], b["direction"]) == ("rtl", "ar", "rtl"), b
+        first, last = b["lines"][0], b["lines"][-1]
+        assert inside(b["block"], g["bubble"]) and all(inside(r, b["block"]) for r in b["lines"]), b
+        # The opening « at the right end of the quote's first line, which starts at the block's right edge; the
+        # closing » at the left end of its last line (the space a line breaks at may stay in the box there).
+        assert b["block"]["right"] - first["right"] <= 2, b
+        assert inside(b["open"], first) and first["right"] - b["open"]["right"] <= 8, b
+        assert inside(b["close"], last) and b["close"]["left"] - last["left"] <= 2, b
+        marker = b["marker"]  # its [n] on that last line, on the left of the closing » (right to left)
+        assert same_line(marker, last) and marker["right"] <= b["close"]["left"] + 1, b
+        assert inside(marker, b["block"]), b
+    for prev, nxt in zip(blocks, blocks[1:], strict=False):
+        assert nxt["block"]["top"] >= prev["block"]["bottom"] - 1, g
+        assert nxt["open"]["top"] >= prev["marker"]["bottom"] - 1, g
 
     shot = tmp_path / "mixed-direction.png"
     msg.screenshot(path=str(shot))
@@ -667,7 +691,8 @@ def test_a_date_range_limits_what_is_searched(page: Any) -> None:
 
 def test_citation_metadata_and_quotes_stay_safe(page: Any) -> None:
     """Mocked API: outlet/date/link shown only when present, links only for http(s), hostile text stays text,
-    and the issue's example lays out in order: «Arabic quote», then ".", then [1] (desktop width, one line)."""
+    and the issue's example lays out in order, right to left in the quote's own block: «Arabic quote», then ".",
+    then [1] (desktop width, one line)."""
     hostile = '<img src=x onerror="window.__xss=1">'
     base = {"doc_id": "d", "chunk_id": "c", "text": "استضافت القاهرة اجتماعًا أمنيًا.", "start": 0, "end": 10,
             "quote": "استضافت القاهرة اجتماعًا أمنيًا."}
@@ -706,14 +731,21 @@ def test_citation_metadata_and_quotes_stay_safe(page: Any) -> None:
     assert page.locator("img, script:not([src])").count() == 1  # only the page's own script
     assert page.evaluate("window.__xss") is None
 
+    # The Arabic quote is a right-to-left block of its own under "The articles (in Arabic) say:", holding its
+    # "." and [1]; the Latin one stays in the English line, which goes on under the block.
     g = bubble.evaluate(QUOTE_GEOMETRY_JS)
-    assert len(g["lines"]) == 1, g
-    (line,) = g["lines"]
-    assert g["direction"] == "rtl" and inside(line, g["bubble"]), g
-    assert g["close"]["left"] < g["open"]["left"], g  # right to left inside the quote
-    assert g["before"]["right"] <= line["left"] + 1, g  # "… say: " then the quote
-    assert g["afterText"] == ". " and g["after"]["left"] >= line["right"] - 1, g  # then the "."
-    assert g["marker"]["n"] == "1" and g["marker"]["left"] >= g["after"]["right"], g  # then [1]
+    (b,) = g["blocks"]
+    assert (b["quote"], b["markers"], b["dir"], b["lang"]) == ("«استضافت القاهرة اجتماعًا أمنيًا»", ["[1]"], "rtl", "ar")
+    assert len(b["lines"]) == 1, g
+    (line,) = b["lines"]
+    assert b["direction"] == "rtl" and inside(line, b["block"]) and inside(b["block"], g["bubble"]), g
+    assert g["lead"]["bottom"] <= b["block"]["top"] + 1, g  # under "… say:"
+    assert b["close"]["left"] < b["open"]["left"], g  # right to left inside the quote
+    assert b["afterText"] == ". " and b["after"]["right"] <= b["close"]["left"] + 1, g  # then the "." on its left
+    assert b["marker"]["n"] == "1" and b["marker"]["right"] <= b["after"]["left"] + 1, g  # then [1]
+    assert same_line(b["after"], line) and same_line(b["marker"], line), g
+    latin = bubble.locator("bdi").nth(1).bounding_box()
+    assert latin is not None and latin["y"] >= b["block"]["bottom"] - 1, g
 
     items = msg.locator(".sources .src")
     assert items.count() == 6
@@ -734,6 +766,58 @@ def test_citation_metadata_and_quotes_stay_safe(page: Any) -> None:
         assert items.nth(i).text_content() == f"{i + 1}{cites[i]['title']}"
     assert msg.locator("a").count() == 1
     assert "undefined" not in (msg.text_content() or "")
+
+
+# Whether an element's text is drawn whole: nothing overflows its box, and its box lies inside its chip's.
+WHOLE_JS = """(e) => {
+    const r = e.getBoundingClientRect(), chip = e.closest(".source").getBoundingClientRect();
+    return { scroll: e.scrollWidth, client: e.clientWidth, width: r.width,
+             inChip: r.left >= chip.left - 1 && r.right <= chip.right + 1,
+             onScreen: r.left >= 0 && r.right <= window.innerWidth };
+}"""
+
+
+def test_a_date_in_a_source_title_is_shown_whole(page: Any) -> None:
+    """On a phone, a long title ending in a date: the chip shows the date whole in its own part (it was cut by
+    the title's ellipsis, "25 نوفمبر 2025" becoming "…5"); only the rest of the title is shortened."""
+    seed_title = "اجتماع طارئ -القاهرة – 25 نوفمبر 2025"
+    long_title = ("اجتماع طارئ لبحث الخروقات المتكررة وضمان الانتقال إلى المرحلة الثانية من الاتفاق "
+                  "-القاهرة – 25 نوفمبر 2025")
+    base = {"doc_id": "d", "chunk_id": "c", "text": "استضافت القاهرة اجتماعًا أمنيًا.", "start": 0, "end": 10,
+            "quote": "استضافت القاهرة اجتماعًا أمنيًا."}
+    cites = [{**base, "n": 1, "title": long_title}, {**base, "n": 2, "title": seed_title},
+             {**base, "n": 3, "title": "2025-11-26 اجتماع ثان في القاهرة"}, {**base, "n": 4, "title": "بلا تاريخ"}]
+    final = "«استضافت القاهرة اجتماعًا أمنيًا.» [1][2][3][4]"
+
+    def handler(route: Any) -> None:
+        route.fulfill(status=200, content_type="text/event-stream", body=_sse(
+            ("passages", cites), ("delta", {"text": final}),
+            ("answer", {"answer": final, "language": "ar", "answerable": True, "citations": cites,
+                        "session_id": "s1", "rewritten_question": None, "degraded": False,
+                        "answerer": "extractive"}),
+            ("done", None)))
+
+    page.route("**/v1/chat", handler)
+    page.goto("/")
+    page.fill("#question", "متى عقد الاجتماع الطارئ؟")
+    page.press("#question", "Enter")
+    msg = wait_answered(page)
+    chips = msg.locator(".sources .source")
+    for i, day in enumerate(["25 نوفمبر 2025", "25 نوفمبر 2025", "2025-11-26"]):
+        chip = chips.nth(i)
+        assert chip.get_attribute("title") == cites[i]["title"]  # the whole title on hover
+        date = chip.locator('[data-testid="source-title-date"]')
+        assert date.text_content() == day
+        whole = date.evaluate(WHOLE_JS)
+        assert whole["width"] > 0 and whole["scroll"] <= whole["client"], whole  # nothing of it cut
+        assert whole["inChip"] and whole["onScreen"], whole
+        assert date.evaluate("d => getComputedStyle(d).flexShrink") == "0"
+    # The long title is the part that gives way, with the ellipsis.
+    title = chips.nth(0).locator(".t")
+    assert title.evaluate("t => t.scrollWidth > t.clientWidth && getComputedStyle(t).textOverflow === 'ellipsis'")
+    assert chips.nth(1).locator(".t").text_content() == "اجتماع طارئ -القاهرة"
+    assert chips.nth(3).locator('[data-testid="source-title-date"]').count() == 0
+    assert chips.nth(3).locator(".t").text_content() == "بلا تاريخ"
 
 
 def test_an_answer_offered_as_the_closest_the_articles_come_is_marked(page: Any) -> None:

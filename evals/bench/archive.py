@@ -128,9 +128,10 @@ def run(paths: list[Path], gold: list[Path], out: Path, dense: str = "sample", s
         items = _map_gold([i for g in gold for i in load_gold(g)], by_url)
         data["questions"] = len(items)
 
-        # A fresh folder is lexical here; a --data-dir whose dense pass is done (an earlier run, or
+        # A fresh folder has no dense vectors yet: every chunk is ranked by its lexical score (the mixed ranking
+        # with nothing filled is the lexical order). A --data-dir whose dense pass is done (an earlier run, or
         # `sanad index` run to the end) is hybrid already, and the figures below are labelled so.
-        mode = "hybrid" if engine.retriever.dense_ready() else "lexical"
+        mode = "hybrid" if engine.store.count_dense_pending() == 0 else "lexical"
         data["search_mode"] = mode
         first, lat = _ask_all(engine, items)
         data[f"{mode}_answers"] = first
@@ -193,7 +194,6 @@ def run(paths: list[Path], gold: list[Path], out: Path, dense: str = "sample", s
         rep.table("Dense pass", ["chunks", "filled", "seconds", "chunks/s", "projected h (all)"],
                   [[pending, filled, seconds, rate, data["dense_pass"]["projected_hours_for_all"]]], digits=2)
         if mode == "lexical" and engine.store.count_dense_pending() == 0:
-            engine.retriever.recheck_dense()
             hybrid, hlat = _ask_all(engine, items)
             data["hybrid_answers"] = hybrid
             data["hybrid_latency_ms"] = {"p50": round(pct(hlat, 0.5), 1), "p95": round(pct(hlat, 0.95), 1)}

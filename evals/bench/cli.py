@@ -105,6 +105,52 @@ def stories(
 
 
 @bench_app.command()
+def fresh(
+    day: Annotated[Path, typer.Argument(help="A SaudiNewsNet day zip.")],
+    gold: Annotated[Path, typer.Option("--gold", help="Gold JSONL over that day.")],
+    every: Annotated[float, typer.Option(help="Seconds between rounds of questions.")] = 30.0,
+    out: Out = RESULTS,
+) -> None:
+    """A day's zip sent to a running server: time from upload to answerable, Arabic and English."""
+    from evals.bench import fresh as mod
+
+    mod.run(day, gold, out, every=every)
+
+
+@bench_app.command()
+def furniture(
+    paths: Annotated[list[Path], typer.Argument(help="The archive: files or folders (e.g. the SaudiNewsNet zips).")],
+    out: Out = RESULTS,
+) -> None:
+    """Link-only, "watch / read more / share" and photo-credit lines offered as answer sentences, before and after."""
+    from evals.bench import furniture as mod
+
+    mod.run(paths, out)
+
+
+@bench_app.command()
+def mixed(
+    xquad: Annotated[list[Path] | None, typer.Option("--xquad", help="`sanad squad-convert` output folders over "
+                                                     "the same paragraphs (e.g. Arabic and English questions).")]
+    = None,
+    archive: Annotated[Path | None, typer.Option(help="SaudiNewsNet folder (the day's zip and the gold's).")] = None,
+    day: Annotated[str, typer.Option(help="The archive day indexed whole.")] = "2015-07-23",
+    gold: Annotated[list[Path] | None, typer.Option("--gold", help="Gold JSONL over the archive (repeatable).")]
+    = None,
+    fit: Annotated[bool, typer.Option("--fit", help="Fit pending_offset and pending_slope on the dev items.")]
+    = False,
+    seed: Annotated[int, typer.Option(help="Which chunks count as filled.")] = 7,
+    data_dir: Annotated[Path | None, typer.Option(help="Keep the indexes here (default: a temporary folder).")]
+    = None,
+    out: Out = RESULTS,
+) -> None:
+    """Retrieval while dense vectors are filled in: the mixed ranking at 25/50/75% filled vs lexical and hybrid."""
+    from evals.bench import mixed as mod
+
+    mod.run(xquad or [], archive, day, gold or [], out, seed=seed, do_fit=fit, data_dir=data_dir)
+
+
+@bench_app.command()
 def archive(
     paths: Annotated[list[Path], typer.Argument(help="The archive: files or folders (e.g. the SaudiNewsNet zips).")],
     gold: Annotated[list[Path], typer.Option("--gold", help="Gold JSONL over the archive (repeatable).")],

@@ -43,7 +43,6 @@ MAX_PAGE = 1000
 router = APIRouter(prefix="/v1/documents", tags=["documents"], dependencies=authenticated)
 
 # Reasons from index.readers meaning "this is not a text article we can read".
-BULK_ARTICLES = 20  # an upload with more articles than this gets its dense vectors in the background
 _NOT_TEXT = ("unsupported file type", "binary file", "not UTF-8 text", "no article text found")
 _TOO_LARGE = ("too large", "document too long")
 
@@ -89,9 +88,10 @@ def _read_upload(filename: str, data: bytes, max_bytes: int, doc_id: str | None,
 def _index(state: ServiceState, items: list[Article | Skipped]) -> IngestResponse:
     results: list[DocumentResult] = []
     skipped: list[SkippedItem] = []
-    # An archive or feed (many articles) is searchable at once; its dense vectors follow in the background.
-    bulk = sum(not isinstance(i, Skipped) for i in items) > BULK_ARTICLES
+    # A few articles get their dense vectors now; an archive or feed (many) is searchable at once and its
+    # vectors follow in the background, newest first.
     with state.write_lock:
+        bulk = state.indexer.defer_arrivals(items)
         for item in items:
             if isinstance(item, Skipped):
                 skipped.append(SkippedItem(item=item.path, reason=item.reason))
@@ -107,9 +107,30 @@ def _index(state: ServiceState, items: list[Article | Skipped]) -> IngestRespons
     return IngestResponse(documents=results, skipped=skipped)
 
 
+def _not_text(item: SkippedItem) -> APIError | None:
+    """A file whose name says text (``report.txt``) but whose bytes are not: say so, rather than ask for a type
+    it already has."""
+    name = re.sub(r"(:\d+|#\d+)$", "", item.item)  # a JSONL line or a JSON/CSV record names its file
+    suffix = Path(name).suffix.lower()
+    if suffix not in SUPPORTED:
+        return None
+    if item.reason.startswith("binary file"):
+        return APIError(415, "unsupported_media_type",
+                        f"{name} is not text (binary content): its name ends in {suffix}, but it holds something "
+                        "else (an image, a PDF, a word-processor file?). Send the article as UTF-8 text.",
+                        skipped=1)
+    if item.reason.startswith("not UTF-8 text"):
+        return APIError(415, "unsupported_media_type",
+                        f"{name} is not text in a known encoding (undecodable bytes): save it as UTF-8 text "
+                        "and send it again.", skipped=1)
+    return None
+
+
 def _refusal(skipped: list[SkippedItem]) -> APIError:
     reasons = "; ".join(f"{s.item}: {s.reason}" for s in skipped[:5])
     first = skipped[0].reason if skipped else ""
+    if len(skipped) == 1 and (not_text := _not_text(skipped[0])):
+        return not_text
     if first.startswith(_NOT_TEXT):
         return APIError(415, "unsupported_media_type",
                         f"Not a text article ({reasons}). Send one of {', '.join(sorted(SUPPORTED))}.",

@@ -63,9 +63,11 @@ async def readyz(request: Request) -> JSONResponse:
         body["store"] = {"ok": True, "chunks": chunks}
         if engine.embedder is not None:
             pending = await _run(engine.store.count_dense_pending, STORE_TIMEOUT)
-            # A bulk run is searchable lexically at once; the dense vectors follow (filled in the background).
+            # A bulk run is searchable at once; the dense vectors follow (filled in the background, newest
+            # first). Chunks that have theirs are ranked hybrid, the others lexically, in one ranking.
             body["store"]["dense"] = {"done": chunks - pending, "pending": pending,
-                                      "retrieval": "hybrid" if pending == 0 else "lexical until filled"}
+                                      "retrieval": "hybrid" if pending == 0 else
+                                      "hybrid where filled, lexical for the chunks still pending"}
         if chunks == 0:
             body["store"]["hint"] = "The index is empty: POST articles to /v1/documents."
     except Exception as exc:
