@@ -164,9 +164,10 @@ class RetrievalSettings(BaseModel):
     # A chunk still waiting for its dense vector (fresh news, filled in the background) is ranked in the same
     # list by its lexical score alone, given an estimated cosine pending_offset + pending_slope * s / (s + sat)
     # so it competes fairly with chunks that have one. Fitted on dev splits (`sanad bench mixed --fit`,
-    # docs/benchmarks.md); 0 and 0 would rank every waiting chunk below all dense matches.
-    pending_offset: float = Field(default=0.0)
-    pending_slope: float = Field(default=0.0)
+    # docs/benchmarks.md): 0.75 and 0.2 of a grid over 0.5-0.95 and 0-0.6. 0 and 0 would rank every waiting
+    # chunk below all dense matches.
+    pending_offset: float = Field(default=0.75)
+    pending_slope: float = Field(default=0.2)
 
 
 class AnswerSettings(BaseModel):

@@ -219,15 +219,15 @@ def _fill_dense(indexer: Indexer) -> None:
             done = indexer.fill_dense(batch=16, on_batch=advance)
     except KeyboardInterrupt:
         left = indexer.store.count_dense_pending()
-        err.print(f"[yellow]stopped: {left} chunks still without dense vectors (retrieval stays lexical until "
-                  "they have them); run `sanad index` again to go on.[/yellow]")
+        err.print(f"[yellow]stopped: {left} chunks still without dense vectors (they are found by their words "
+                  "until they have them); run `sanad index` again to go on.[/yellow]")
         raise typer.Exit(130) from None
     finally:
         signal.signal(signal.SIGTERM, previous)
     left = indexer.store.count_dense_pending()
     if left:
-        err.print(f"[yellow]{left} chunks have no dense vector (the encoder cannot run here): retrieval is "
-                  "lexical.[/yellow]")
+        err.print(f"[yellow]{left} chunks have no dense vector (the encoder cannot run here): they are found "
+                  "by their words only.[/yellow]")
     else:
         err.print(f"[dim]dense vectors: {done} chunks done[/dim]")
 

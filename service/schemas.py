@@ -223,7 +223,7 @@ class DocumentList(BaseModel):
     offset: int = 0
     next_offset: int | None = Field(default=None, description="Pass as `offset` for the next page; null on the last.")
     dense_pending: int = Field(default=0, description="Chunks whose dense vector is still being filled in "
-                               "(retrieval is lexical until it is 0).")
+                               "(newest first); meanwhile those chunks are ranked by their lexical score.")
 
 
 # -- sessions -----------------------------------------------------------------------------
