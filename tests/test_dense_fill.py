@@ -184,3 +184,17 @@ def test_without_sentence_vectors_the_dense_pass_encodes_chunks_only(engine: San
     docs = [d["doc_id"] for d in engine.store.list_documents()]
     chunk_texts = {pl["text"] for d in docs for pl in engine.store.document_chunks(d)}
     assert set(encoded) == chunk_texts and engine.store.count_dense_pending() == 0
+
+
+def test_the_fill_takes_the_newest_articles_first_and_undated_ones_last(engine: Sanad) -> None:
+    indexer = deferred(engine)
+    body = "عقد الوسطاء اجتماعا لبحث المرحلة الثانية من الاتفاق وتبادل الأسرى في {}."
+    indexer.index_articles([Article(id="old", text=body.format("القاهرة"), date="2015-07-21"),
+                            Article(id="undated", text=body.format("عمان")),
+                            Article(id="new", text=body.format("الدوحة"), date="2015-08-10"),
+                            Article(id="mid", text=body.format("أنقرة"), date="2015-07-30")])
+    order = []
+    while pending := engine.store.dense_pending(1):
+        order.append(pending[0][1]["doc_id"])
+        indexer.fill_dense(batch=1, on_batch=lambda n: stop.set(), stop=(stop := threading.Event()))
+    assert order == ["new", "mid", "old", "undated"]

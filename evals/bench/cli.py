@@ -150,6 +150,20 @@ def mixed(
     mod.run(xquad or [], archive, day, gold or [], out, seed=seed, do_fit=fit, data_dir=data_dir)
 
 
+@bench_app.command("mixed-archive")
+def mixed_archive(
+    paths: Annotated[list[Path], typer.Argument(help="The archive: files or folders (e.g. the SaudiNewsNet zips).")],
+    gold: Annotated[list[Path], typer.Option("--gold", help="Gold JSONL over the archive (repeatable).")],
+    data_dir: Annotated[Path, typer.Option(help="The index, kept: a rerun goes on where the fill stopped.")],
+    stop: Annotated[list[float] | None, typer.Option("--stop", help="Shares filled at which to measure.")] = None,
+    out: Out = RESULTS,
+) -> None:
+    """A whole archive filled newest first: the mixed ranking measured at each share filled."""
+    from evals.bench import mixed as mod
+
+    mod.archive_progress(paths, gold, out, data_dir, tuple(stop or (0.25, 0.5, 0.75, 1.0)))
+
+
 @bench_app.command()
 def archive(
     paths: Annotated[list[Path], typer.Argument(help="The archive: files or folders (e.g. the SaudiNewsNet zips).")],

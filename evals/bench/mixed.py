@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import random
 import tempfile
+import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -96,7 +98,7 @@ def build(corpus: Corpus, folder: Path) -> None:
                                                  with_payload=True, with_vectors=True)
         for p in pts:
             corpus.points[str(p.id)] = p
-            corpus.vectors[str(p.id)] = np.asarray((p.vector or {})[DENSE], dtype=np.float32)  # type: ignore[index]
+            corpus.vectors[str(p.id)] = np.asarray((p.vector or {})[DENSE], dtype=np.float32)  # type: ignore[index,call-overload]
         if offset is None:
             break
     corpus.engine = engine
@@ -110,7 +112,7 @@ def set_filled(corpus: Corpus, share: float, seed: int) -> None:
     pts = []
     for pid in ids:
         p = corpus.points[pid]
-        vec: dict[str, Any] = {LEXICAL: (p.vector or {})[LEXICAL]}  # type: ignore[index]
+        vec: dict[str, Any] = {LEXICAL: (p.vector or {})[LEXICAL]}  # type: ignore[index,call-overload]
         if pid in filled:
             vec[DENSE] = corpus.vectors[pid].tolist()
         pts.append(models.PointStruct(id=pid, vector=vec, payload={**(p.payload or {}), "dense": int(pid in filled)}))
@@ -258,4 +260,61 @@ def run(xquad: list[Path], archive: Path | None, day: str, gold: list[Path], out
     rep.table(f"hit@1 / hit@10 (distinct articles of the top {TOP} passages); share of chunks filled, seed {seed}",
               ["set", "ranking", "answerable", "hit@1", "hit@10"], rows)
     rep.write()
+    return rep.data
+
+
+# -- a whole archive, filled newest first as the service does it -----------------------------------------------
+def archive_progress(paths: list[Path], gold: list[Path], out: Path, data_dir: Path,
+                     stops: tuple[float, ...] = (0.25, 0.5, 0.75, 1.0)) -> dict[str, Any]:
+    """Index ``paths`` lexically, then fill the dense vectors newest first, stopping at each share of ``stops``
+    to ask the gold questions (hit@1 / hit@10, by language and split). Resumable: the index and the fill
+    state live in ``data_dir`` (a rerun measures the stops already passed again, then goes on). Results are
+    written after every stop, so a run cut short keeps what it measured."""
+    rep = Report("mixed-archive", f"Retrieval while a whole archive is filled in, newest first ({len(paths)} "
+                 "paths)", out)
+    settings = Settings(data_dir=data_dir)
+    settings.embed.threads = 2
+    settings.index.sentence_vectors = False  # retrieval only
+    engine = Sanad.open(settings)
+    try:
+        indexer = Indexer(engine.store, engine.encoder, engine.embedder, settings.index, defer_dense=True)
+        indexer.index_paths(paths)
+        by_url = {k: str(r["doc_id"]) for r in engine.store.iter_documents(["doc_id", "url"])
+                  if (k := _url_key(r.get("url"))) is not None}
+        items = _map_gold([i for g in gold for i in load_gold(g)], by_url)
+        total = engine.store.count_chunks()
+        corpus = Corpus("archive", [], items, engine=engine)
+        rows: list[list[Any]] = []
+        rep.data["results"] = {}
+
+        def measure(label: str, lexical_only: bool = False) -> None:
+            for lang in ("ar", "en"):
+                for split in ("dev", "test", None):
+                    group = [i for i in items if i.lang == lang and (split is None or i.split == split)]
+                    h = _hits(ranked(corpus, group, lexical_only), group)
+                    rep.data["results"][f"{label} {lang} {split or 'all'}"] = h
+                    rows.append([label, lang, split or "all", h["n"], h["hit@1"], h["hit@10"]])
+            rep.data["chunks"] = total
+            rep.table("hit@1 / hit@10 (distinct articles of the top 40 passages)",
+                      ["ranking", "lang", "split", "answerable", "hit@1", "hit@10"], rows)
+            rep.sections = rep.sections[-1:]  # one table, rewritten with every stop
+            rep.write()
+
+        measure("all lexical", lexical_only=True)
+        for share in stops:
+            target = round((1 - share) * total)
+            enough = threading.Event()
+
+            def check(_: int, target: int = target, enough: threading.Event = enough) -> None:
+                if engine.store.count_dense_pending() <= target:
+                    enough.set()
+
+            t0 = time.perf_counter()
+            if engine.store.count_dense_pending() > target:
+                indexer.fill_dense(batch=32, on_batch=check, stop=enough)
+            rep.data.setdefault("fill_seconds", {})[str(share)] = round(time.perf_counter() - t0, 1)
+            filled = 1 - engine.store.count_dense_pending() / total
+            measure(f"mixed, {filled:.0%} filled (newest first)" if filled < 1 else "all hybrid")
+    finally:
+        engine.close()
     return rep.data
