@@ -89,7 +89,7 @@ class IndexSettings(BaseModel):
     sentence_vectors: bool = True
     # An upload or feed poll with at most this many new or changed articles gets their dense vectors before it
     # returns (answerable in English at once); a larger one is searchable at once and its vectors are filled in
-    # the background, newest articles first. About 0.5 s an article on 2 cores (docs/benchmarks.md).
+    # the background, newest articles first. About 1 s an article with one encoder thread (docs/benchmarks.md).
     inline_dense_articles: int = Field(default=20, ge=0)
     max_file_bytes: int = Field(default=5_000_000, ge=1)
     max_document_chars: int = Field(default=2_000_000, ge=1)

@@ -70,7 +70,7 @@ def run(day: Path, gold: Path, out: Path, every: float = 30.0, limit: float = 36
         t0 = time.perf_counter()
         done = subprocess.run([_bin("sanad"), "index", str(day)], env=env, capture_output=True, text=True)
         upload = time.perf_counter() - t0
-        rep.note(f"`sanad index {day.name}` through the server: {upload:.1f} s; {done.stdout.strip()}")
+        rep.note(f"`sanad index {day.name}` through the server: {upload:.1f} s; {' '.join(done.stdout.split())}")
         ids = _doc_ids(client)
         items = [(i, ids[k]) for i in load_gold(gold) if i.answerable
                  for k in [i.sources[0].removeprefix("snn-")] if k in ids]
