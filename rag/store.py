@@ -9,6 +9,7 @@ chunk count) and a manifest saying which embedder and analyzer built the store.
 from __future__ import annotations
 
 import json
+import logging
 import math
 import uuid
 import warnings
@@ -25,6 +26,7 @@ _MANIFEST_ID = str(uuid.uuid5(_NS, "manifest"))
 LEXICAL = "lexical"
 DENSE = "dense"
 OWNER_FILE = "sanad-server.json"
+log = logging.getLogger("sanad")
 
 
 class StoreError(RuntimeError):
@@ -271,8 +273,12 @@ class PassageStore:
         """Up to ``limit`` such chunks, as (point id, payload): the newest articles' first (the news a reader
         asks about), then undated ones (an ordered scroll leaves out points without the date)."""
         newest = models.OrderBy(key="date_num", direction=models.Direction.DESC)
-        points, _ = self.client.scroll(self.chunks, scroll_filter=self._PENDING, limit=limit, with_payload=True,
-                                       order_by=newest)
+        try:
+            points, _ = self.client.scroll(self.chunks, scroll_filter=self._PENDING, limit=limit,
+                                           with_payload=True, order_by=newest)
+        except Exception as exc:  # a server collection without the date index: fill in any order
+            log.debug("newest-first order unavailable (%s); filling in store order", exc)
+            points = []
         if len(points) < limit:
             ids = {str(p.id) for p in points}
             rest, _ = self.client.scroll(self.chunks, scroll_filter=self._PENDING, limit=limit + len(points),

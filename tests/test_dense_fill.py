@@ -198,3 +198,20 @@ def test_the_fill_takes_the_newest_articles_first_and_undated_ones_last(engine: 
         order.append(pending[0][1]["doc_id"])
         indexer.fill_dense(batch=1, on_batch=lambda n: stop.set(), stop=(stop := threading.Event()))
     assert order == ["new", "mid", "old", "undated"]
+
+
+def test_a_store_that_cannot_order_by_date_is_filled_all_the_same(engine: Sanad,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """A Qdrant server collection without the date index refuses an ordered scroll: the fill goes on unordered."""
+    indexer = deferred(engine)
+    indexer.index_articles([Article(id="a", text="عقد الوسطاء اجتماعا في القاهرة لبحث التهدئة.", date="2015-07-21")])
+    real = engine.store.client.scroll
+
+    def scroll(*args: Any, **kwargs: Any) -> Any:
+        if kwargs.get("order_by") is not None:
+            raise RuntimeError("Bad request: No range index for `order_by` key `date_num`")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(engine.store.client, "scroll", scroll)
+    assert indexer.fill_dense() == engine.store.count_chunks() > 0
+    assert engine.store.count_dense_pending() == 0

@@ -12,6 +12,7 @@ import sys
 from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -105,3 +106,32 @@ def test_second_process_is_refused_while_the_first_holds_the_store(tmp_path: Pat
         holder.kill()
         holder.wait(timeout=10)
     Sanad.open(Settings(data_dir=tmp_path)).close()  # the lock went with the holder
+
+
+def test_a_chunk_waiting_for_its_vector_is_ranked_alike_on_edge_and_local_mode(tmp_path: Path) -> None:
+    """The mixed ranking's formula (a condition on the ``dense`` payload switches the estimate on) gives the
+    same scores on qdrant-edge as on local mode."""
+    from qdrant_client import QdrantClient, models
+
+    from rag.edge import EdgeClient
+
+    def scores(client: Any) -> list[tuple[int, float]]:
+        dense = {"d": models.VectorParams(size=2, distance=models.Distance.COSINE)}
+        client.create_collection("c", vectors_config=dense,
+                                 sparse_vectors_config={"l": models.SparseVectorParams(modifier=models.Modifier.IDF)})
+        lex = models.SparseVector(indices=[1], values=[1.0])
+        client.upsert("c", [models.PointStruct(id=1, vector={"d": [1.0, 0.2], "l": lex}, payload={"dense": 1}),
+                            models.PointStruct(id=2, vector={"l": models.SparseVector(indices=[1], values=[3.0])},
+                                               payload={"dense": 0})])
+        waiting = models.FieldCondition(key="dense", match=models.MatchValue(value=0))
+        formula = models.FormulaQuery(
+            formula=models.SumExpression(sum=["$score[0]", models.MultExpression(mult=[waiting, 0.75, "$score[1]"])]),
+            defaults={"$score[0]": 0.0, "$score[1]": 0.0})
+        found = client.query_points("c", prefetch=[models.Prefetch(query=[1.0, 0.0], using="d", limit=5),
+                                                   models.Prefetch(query=lex, using="l", limit=5)],
+                                    query=formula, limit=5)
+        return [(int(p.id), round(p.score, 4)) for p in found.points]
+
+    local = scores(QdrantClient(":memory:"))
+    assert local == scores(EdgeClient(tmp_path / "edge"))
+    assert [pid for pid, _ in local] == [1, 2] and local[1][1] > 0  # the waiting chunk scored by its estimate
