@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from qdrant_client import models
 
@@ -82,7 +83,8 @@ class Indexer:
             raise ValueError(f"document too long ({len(article.text)} characters > {self.settings.max_document_chars})")
         digest = content_hash(article)
         record = self.store.get_document(article.id)
-        if record and record.get("content_hash") == digest and record.get("chunking") == self.chunker.signature:
+        if self._same(record, digest):
+            assert record is not None
             return "unchanged", int(record.get("chunks", 0))
         chunks = self.chunker.chunk(article.text, article.body_start)
         story, minhash = self.stories.assign(article.id, article.text[article.body_start :])
@@ -137,8 +139,11 @@ class Indexer:
 
     def is_current(self, article: Article) -> bool:
         """Whether ``article`` is indexed as it is (indexing it again would change nothing)."""
-        record = self.store.get_document(article.id)
-        return bool(record and record.get("content_hash") == content_hash(article)
+        return self._same(self.store.get_document(article.id), content_hash(article))
+
+    def _same(self, record: dict[str, Any] | None, digest: str) -> bool:
+        """Whether the stored ``record`` is of this content, chunked as this release chunks."""
+        return bool(record and record.get("content_hash") == digest
                     and record.get("chunking") == self.chunker.signature)
 
     def defer_arrivals(self, items: Iterable[Article | Skipped]) -> bool:
