@@ -526,6 +526,27 @@ def squad_convert(
     )
 
 
+@app.command("train-reader")
+def train_reader(
+    out: Annotated[Path, typer.Option(help="Run folder: config.json, checkpoint.pt, history.json, reader.npz.")] = Path(
+        "runs/reader"
+    ),
+    cache: Annotated[Path, typer.Option(help="Folder caching the encoder's token states.")] = Path(
+        ".cache/reader-states"
+    ),
+    epochs: Annotated[int, typer.Option(min=1)] = 3,
+    dim: Annotated[int, typer.Option(min=8, help="Width of the projected token space.")] = 384,
+    lr: Annotated[float, typer.Option(help="AdamW learning rate.")] = 3e-4,
+    seed: Annotated[int, typer.Option()] = 13,
+) -> None:
+    """Train the reader over the bundled encoder's frozen token states (needs the train extra: torch, CPU).
+    Seeded; run it again with the same --out to resume after the last finished epoch."""
+    from evals.reader.train import TrainConfig, train
+
+    path = train(out, TrainConfig(seed=seed, dim=dim, epochs=epochs, lr=lr), cache, log=console.print)
+    console.print(f"best epoch on dev: {path}")
+
+
 def _add_feedback_commands() -> None:
     from service.slack.cli import feedback_app
 

@@ -118,6 +118,22 @@ def fresh(
 
 
 @bench_app.command()
+def reader(
+    weights: Annotated[
+        list[Path] | None, typer.Option("--weights", help="Trained reader .npz files to compare.")
+    ] = None,
+    cache: Annotated[Path, typer.Option("--cache", help="Folder caching the encoder's token states.")] = Path(
+        ".cache/reader-states"
+    ),
+    out: Out = RESULTS,
+) -> None:
+    """The reader on "answer sentence removed" pairs (XQuAD ar/en over Arabic, ARCD): pair AUC, sentence R@1."""
+    from evals.reader import measure
+
+    measure.run(out, list(weights or []), cache)
+
+
+@bench_app.command()
 def furniture(
     paths: Annotated[list[Path], typer.Argument(help="The archive: files or folders (e.g. the SaudiNewsNet zips).")],
     out: Out = RESULTS,

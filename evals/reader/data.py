@@ -1,0 +1,181 @@
+"""Reading data: questions, their Arabic paragraph split into the product's sentences, and which sentences
+hold the answer; the "answer sentence removed" pairs the reader is judged on; and a disk cache of the
+encoder's token states so training and measuring encode each text once.
+
+Splits, fixed and seeded:
+- XQuAD (``shared/datasets/xquad``): articles halved by :func:`evals.squad.convert`'s own rule (seed 13), so the
+  reader's ``test`` half is the eval harness's XQuAD test half; of the other half, a seeded fifth of the articles
+  is ``dev`` and the rest ``train``. English questions are
+  read against the parallel Arabic paragraph (the product's case: English questions over Arabic news).
+- ARCD-train (``shared/datasets/arcd-train``): articles split 80/20 into ``train`` and ``dev`` (seed 13); ``dev``
+  picks the epoch and fits nothing else.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from rag.encoder import Encoded, PackedEncoder
+from rag.sentences import answer_spans
+
+SHARED = Path(__file__).resolve().parents[3] / "shared" / "datasets"
+SEED = 13
+
+
+@dataclass(frozen=True)
+class ReadingItem:
+    qid: str
+    lang: str  # the question's language; the paragraph is Arabic
+    question: str
+    context: str
+    sentences: tuple[tuple[int, int], ...]
+    answer: frozenset[int]  # indices into ``sentences`` holding an answer
+    group: str  # article title: one topic stays on one side of a split
+    source: str
+    split: str
+
+
+def _answer_sentences(spans: list[tuple[int, int]], answers: Iterable[dict[str, Any]]) -> frozenset[int]:
+    hits = set()
+    for a in answers:
+        start = a.get("answer_start", -1)
+        if start is None or start < 0:
+            continue
+        for i, (s, e) in enumerate(spans):
+            if s <= start < e:
+                hits.add(i)
+    return frozenset(hits)
+
+
+def _xquad_split(titles: list[str]) -> dict[str, str]:
+    # the same rule as evals.squad.convert (seed 13: articles shuffled, first half dev)
+    rng = random.Random(SEED)
+    shuffled = titles[:]
+    rng.shuffle(shuffled)
+    return {t: ("dev" if i < len(shuffled) // 2 else "test") for i, t in enumerate(shuffled)}
+
+
+def xquad_items(root: Path = SHARED / "xquad") -> list[ReadingItem]:
+    ar = json.loads((root / "xquad.ar.json").read_text(encoding="utf-8"))
+    en = json.loads((root / "xquad.en.json").read_text(encoding="utf-8"))
+    split = _xquad_split([a["title"] for a in ar["data"]])
+    rest = sorted(t for t, sp in split.items() if sp == "dev")
+    random.Random(SEED).shuffle(rest)
+    reader_dev = set(rest[: round(len(rest) * 0.2)])
+    ours = {t: "test" if sp == "test" else ("dev" if t in reader_dev else "train") for t, sp in split.items()}
+    english = {qa["id"]: qa["question"] for art in en["data"] for p in art["paragraphs"] for qa in p["qas"]}
+    items = []
+    for art in ar["data"]:
+        for p in art["paragraphs"]:
+            spans = answer_spans(p["context"])
+            for qa in p["qas"]:
+                answer = _answer_sentences(spans, qa["answers"])
+                if not answer:
+                    continue
+                for lang, question in (("ar", qa["question"]), ("en", english.get(qa["id"]))):
+                    if question:
+                        items.append(ReadingItem(
+                            f"xquad-{lang}-{qa['id']}", lang, question.strip(), p["context"], tuple(spans), answer,
+                            art["title"], "xquad", ours[art["title"]],
+                        ))
+    return items
+
+
+def arcd_items(path: Path = SHARED / "arcd-train" / "arcd-train.json", dev_share: float = 0.2) -> list[ReadingItem]:
+    data = json.loads(path.read_text(encoding="utf-8"))
+    titles = sorted({a["title"] for a in data["data"]})
+    random.Random(SEED).shuffle(titles)
+    dev = set(titles[: round(len(titles) * dev_share)])
+    items = []
+    for art in data["data"]:
+        for p in art["paragraphs"]:
+            spans = answer_spans(p["context"])
+            for qa in p["qas"]:
+                answer = _answer_sentences(spans, qa["answers"])
+                if answer:
+                    items.append(ReadingItem(
+                        f"arcd-{qa['id']}", "ar", qa["question"].strip(" -\n\t"), p["context"], tuple(spans), answer,
+                        art["title"], "arcd", "dev" if art["title"] in dev else "train",
+                    ))
+    return items
+
+
+def all_items() -> list[ReadingItem]:
+    return xquad_items() + arcd_items()
+
+
+def without(item: ReadingItem) -> tuple[str, tuple[tuple[int, int], ...]] | None:
+    """The paragraph with the answer's sentences cut out (the rest of it, its topic and names, stays), and its
+    sentence spans; ``None`` when nothing would be left."""
+    kept = [item.context[s:e] for i, (s, e) in enumerate(item.sentences) if i not in item.answer]
+    if not kept:
+        return None
+    text = " ".join(kept)
+    return text, tuple(answer_spans(text))
+
+
+@dataclass(frozen=True)
+class Pair:
+    """A question against a paragraph, with the paragraph's sentences; ``label`` 1 when it holds the answer."""
+
+    item: ReadingItem
+    context: str
+    sentences: tuple[tuple[int, int], ...]
+    label: int
+
+
+def removed_pairs(items: Iterable[ReadingItem]) -> Iterator[Pair]:
+    """Each question with its whole paragraph (1) and with the answer's sentences removed (0)."""
+    for it in items:
+        rest = without(it)
+        if rest is None:
+            continue
+        yield Pair(it, it.context, it.sentences, 1)
+        yield Pair(it, rest[0], rest[1], 0)
+
+
+@dataclass
+class StateCache:
+    """Token states by (prefix, text), kept in memory and in one ``.npz``-per-batch folder on disk (float16)."""
+
+    encoder: PackedEncoder
+    folder: Path | None = None
+    _mem: dict[str, Encoded] = field(default_factory=dict)
+
+    @staticmethod
+    def key(prefix: str, text: str) -> str:
+        return hashlib.sha1(f"{prefix}\x00{text}".encode()).hexdigest()
+
+    def load(self) -> None:
+        if self.folder is None or not self.folder.exists():
+            return
+        for f in sorted(self.folder.glob("*.npz")):
+            with np.load(f, allow_pickle=False) as z:
+                meta = json.loads(str(z["meta"]))
+                for k, ids, spans in meta:
+                    self._mem[k] = Encoded(ids, [tuple(s) for s in spans], z[k].astype(np.float32),  # type: ignore[misc]
+                                           z[k + "_v"].astype(np.float32))
+
+    def get(self, prefix: str, texts: list[str]) -> list[Encoded]:
+        keys = [self.key(prefix, t) for t in texts]
+        todo = sorted({(k, t) for k, t in zip(keys, texts, strict=True) if k not in self._mem})
+        if todo:
+            fresh = self.encoder.encode([t for _, t in todo], prefix)
+            for (k, _), enc in zip(todo, fresh, strict=True):
+                self._mem[k] = enc
+            if self.folder is not None:
+                self.folder.mkdir(parents=True, exist_ok=True)
+                arrays = {k: e.states.astype(np.float16) for (k, _), e in zip(todo, fresh, strict=True)}
+                arrays |= {k + "_v": e.vector for (k, _), e in zip(todo, fresh, strict=True)}
+                meta = [[k, e.ids, e.spans] for (k, _), e in zip(todo, fresh, strict=True)]
+                name = hashlib.sha1("".join(k for k, _ in todo).encode()).hexdigest()[:16]
+                np.savez(self.folder / f"{name}.npz", meta=json.dumps(meta), **arrays)  # type: ignore[arg-type]
+        return [self._mem[k] for k in keys]

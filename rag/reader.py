@@ -1,0 +1,122 @@
+"""The reader: how plainly a sentence, read inside its passage, says the answer to a question.
+
+Pooled vectors only tell that a sentence is on the question's topic. The reader aligns the question's tokens
+with the sentence's *contextual* tokens (the passage's own encoder states, so a pronoun carries its referent):
+each question token finds its best match in the sentence, and the matches are weighted by how much each question
+token matters. Late interaction (ColBERT's shape) because the passage states can be computed once, at index time,
+and a question then costs one short forward pass plus a few small matrix products, within the answer latency
+budget on two cores; a cross-encoder would run the whole network for every candidate sentence.
+
+Two readers share this code: ``align`` (no training: centred encoder states, question tokens weighted by their
+SentencePiece rarity) and a trained one (a projection and a token-weight head learned over the frozen states by
+``sanad train-reader``, :mod:`evals.reader.train`), shipped as a small versioned ``.npz``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from rag.encoder import Encoded
+
+WEIGHTS_DIR = Path(__file__).resolve().parent / "data"
+
+
+@dataclass(frozen=True)
+class ReaderWeights:
+    """Everything a reader needs besides the encoder. ``name`` goes into the store manifest and answers."""
+
+    name: str
+    center: np.ndarray  # [H] subtracted from every state (the encoder's states share a large common direction)
+    proj: np.ndarray  # [H, D]
+    token_u: np.ndarray  # [H] question-token weight: softplus(state . u + b) ...
+    token_b: float
+    rarity: float  # ... times (piece rarity) ** rarity
+    a: float  # logit = a * alignment + b * pooled cosine + c
+    b: float
+    c: float
+
+    @classmethod
+    def load(cls, path: Path) -> ReaderWeights:
+        with np.load(path, allow_pickle=False) as z:
+            return cls(
+                name=str(z["name"]), center=z["center"].astype(np.float32), proj=z["proj"].astype(np.float32),
+                token_u=z["token_u"].astype(np.float32), token_b=float(z["token_b"]), rarity=float(z["rarity"]),
+                a=float(z["a"]), b=float(z["b"]), c=float(z["c"]),
+            )
+
+    def save(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        np.savez(
+            path, name=self.name, center=self.center.astype(np.float32), proj=self.proj.astype(np.float16),
+            token_u=self.token_u.astype(np.float32), token_b=self.token_b, rarity=self.rarity,
+            a=self.a, b=self.b, c=self.c,
+        )
+
+    @classmethod
+    def untrained(cls, center: np.ndarray) -> ReaderWeights:
+        h = center.shape[0]
+        return cls("align-0", center.astype(np.float32), np.eye(h, dtype=np.float32), np.zeros(h, np.float32),
+                   0.0, 1.0, 1.0, 0.0, 0.0)
+
+
+def _unit(x: np.ndarray) -> np.ndarray:
+    return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-9)
+
+
+def content_rows(enc: Encoded) -> np.ndarray:
+    """Indices of the tokens that come from the text itself (not ``<s>``, ``</s>`` or the e5 prefix)."""
+    return np.array([i for i, (a, b) in enumerate(enc.spans) if b > a], dtype=np.int64)
+
+
+def span_rows(enc: Encoded, start: int, end: int) -> np.ndarray:
+    """Indices of the tokens overlapping ``[start, end)`` of the encoded text."""
+    return np.array([i for i, (a, b) in enumerate(enc.spans) if b > a and a < end and b > start], dtype=np.int64)
+
+
+@dataclass(frozen=True)
+class ReadQuestion:
+    """A question made ready once and read against many sentences."""
+
+    tokens: np.ndarray  # [nq, D] unit rows
+    weights: np.ndarray  # [nq] summing to 1
+    vector: np.ndarray  # [H] the e5 query vector
+
+
+class Reader:
+    def __init__(self, weights: ReaderWeights, piece_scores: list[float]) -> None:
+        self.weights = weights
+        self.name = weights.name
+        # SentencePiece unigram log-probabilities: rarer pieces carry more of a question's meaning.
+        self._rarity = np.maximum(-np.asarray(piece_scores, dtype=np.float32), 1e-3)
+
+    def question(self, enc: Encoded) -> ReadQuestion:
+        w = self.weights
+        rows = content_rows(enc)
+        if rows.size == 0:
+            rows = np.arange(len(enc.ids))
+        states = enc.states[rows]
+        ids = np.asarray(enc.ids)[rows]
+        learned = np.logaddexp(0.0, states @ w.token_u + w.token_b) if w.token_u.any() else np.ones(len(rows))
+        weight = learned * self._rarity[ids] ** w.rarity
+        return ReadQuestion(_unit((states - w.center) @ w.proj), weight / weight.sum(), enc.vector)
+
+    def sentence_tokens(self, passage: Encoded, start: int, end: int) -> np.ndarray:
+        rows = span_rows(passage, start, end)
+        return _unit((passage.states[rows] - self.weights.center) @ self.weights.proj) if rows.size else rows
+
+    def score(self, q: ReadQuestion, passage: Encoded, sentences: list[tuple[int, int]]) -> np.ndarray:
+        """A logit per sentence: higher when the sentence, read in ``passage``, says the answer."""
+        w = self.weights
+        out = np.full(len(sentences), -1e9, dtype=np.float32)
+        for i, (s, e) in enumerate(sentences):
+            rows = span_rows(passage, s, e)
+            if rows.size == 0:
+                continue
+            toks = _unit((passage.states[rows] - w.center) @ w.proj)
+            align = float((q.tokens @ toks.T).max(axis=1) @ q.weights)
+            pooled = float(_unit(passage.states[rows].mean(axis=0)) @ q.vector)
+            out[i] = w.a * align + w.b * pooled + w.c
+        return out
