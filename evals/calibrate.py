@@ -65,6 +65,7 @@ class Case:
     passages: list[Passage]
     sentences: list[Sentence]
     said: str = ""  # a follow-up's previous answer
+    query: str = ""  # what the reader reads: the question, or a follow-up made standalone
 
 
 def collect(gold: Path, corpus: Path, split: str, settings: Settings) -> list[Case]:
@@ -81,7 +82,7 @@ def collect(gold: Path, corpus: Path, split: str, settings: Settings) -> list[Ca
                 sentences = engine.extractive.candidates(item.question, passages, own, context=(query, vector))
             else:
                 sentences = engine.extractive.candidates(query, passages, vector)
-            cases.append(Case(str(gold), item, passages, sentences, said))
+            cases.append(Case(str(gold), item, passages, sentences, said, query))
     return cases
 
 
@@ -200,11 +201,12 @@ def choose_refusal(rows: list[dict[str, Any]], cross: bool, max_false: float
     return (fit_refusal(rows, max_false) if best == "signals" else []), best, cv
 
 
-def fit_hedge(rows: list[dict[str, Any]], cross: bool) -> tuple[float, dict[str, float]]:
+def fit_hedge(rows: list[dict[str, Any]], cross: bool, signals: bool = True) -> tuple[float, dict[str, float]]:
     """The margin below which an answer is offered as the closest the articles come: the highest one under which
-    fewer than half the answered dev items (answerable or not) quote a gold fact. 0 when none is."""
-    said = sorted((r for r in rows if r["signals"] and r["cross"] == cross and r["says"] and r["margin"] >= 0),
-                  key=lambda r: r["margin"])
+    fewer than half the answered dev items (answerable or not) quote a gold fact. 0 when none is. ``signals``:
+    only rows judged by the refusal model's signals (the reader's rows have none)."""
+    said = sorted((r for r in rows if (r["signals"] or not signals) and r["cross"] == cross and r["says"]
+                   and r["margin"] >= 0), key=lambda r: r["margin"])
     hedge, right = 0.0, 0
     for i, r in enumerate(said):
         right += r["fact_recall"] > 0

@@ -26,6 +26,7 @@ METRICS = [
     "false_refusal_rate",
     "hedged",
     "unanswerable_confident",
+    "reader_pair_auc",
     "confident_right",
     "language_match",
     "latency_p50_ms",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 from rag.models import Turn
-from rag.text import Analyzer
+from rag.text import Analyzer, _stopwords, fold
 
 # Words that point back at something said before. Arabic also attaches its pronouns to verbs, nouns and
 # prepositions: "مثّلها" (represented *her*), "رئيسها", "عليهم"; ها/هم/هما/هن ending a word of three
@@ -17,6 +17,18 @@ _REFERRING = re.compile(
     re.IGNORECASE,
 )
 _FEW_CONTENT_WORDS = 3
+# A question that opens by continuing the last one: "and …", "what about …", "then …".
+_CONTINUING = re.compile(r"^\W*(and|also|what about|how about|then|ثم)\b", re.IGNORECASE)
+
+
+def _continues(question: str) -> bool:
+    """Opens with "and …" (in Arabic: و or ف joined to a function word: ومتى، وعلى ماذا، فمن). Many Arabic words
+    begin with و themselves (وفد، وقف، وزير): only a function word after it counts."""
+    if _CONTINUING.search(question):
+        return True
+    first = question.strip().split(maxsplit=1)[0] if question.strip() else ""
+    first = first.strip("؟?.,،!")
+    return len(first) > 1 and first[0] in "وف" and fold(first[1:]) in _stopwords()
 
 
 def previous_question(history: list[Turn], turns: int = 2) -> str | None:
@@ -25,17 +37,24 @@ def previous_question(history: list[Turn], turns: int = 2) -> str | None:
     return " ".join(asked) if asked else None
 
 
-def carry_context(question: str, history: list[Turn], analyzer: Analyzer) -> str | None:
+def carry_context(question: str, history: list[Turn], analyzer: Analyzer, opening: bool = True) -> str | None:
     """``question`` plus the previous question's content words, when it reads as a follow-up.
 
-    A follow-up is short (three content words or fewer) or refers back with a
-    pronoun. Returns ``None`` when the question stands on its own.
+    A follow-up refers back with a pronoun or opens by continuing ("and when?", "ومتى؟"), or is short (three
+    content words or fewer) without naming a subject of its own that the conversation lacks. Returns ``None``
+    when the question stands on its own. ``opening``: whether an opening "and …" points back (not in a part of a
+    compound question, where it only joins the parts).
     """
     prev = previous_question(history)
     if not prev:
         return None
     words = analyzer.tokens(question)
-    if len(words) > _FEW_CONTENT_WORDS and not _REFERRING.search(question):
+    points_back = bool(_REFERRING.search(question) or (opening and _continues(question)))
+    if len(words) > _FEW_CONTENT_WORDS and not points_back:
+        return None
+    if not points_back and len(words) >= 2 and not set(words) & set(analyzer.tokens(prev)):
+        # Short, but naming its own subject and nothing of the conversation's ("Who won the 2022 World Cup?"):
+        # it stands alone, and carrying the conversation in would answer it from the conversation.
         return None
     have = set(words)
     carried = [w for w in dict.fromkeys(analyzer.tokens(prev)) if w not in have]

@@ -225,23 +225,42 @@ class PackedEncoder:
             assert dtype == 0, name
             return np.frombuffer(buf, dtype="<f4", count=count, offset=off).copy()
 
-        def q4(name: str, rows: int, cols: int) -> np.ndarray:
-            dtype, count, off = tensors[name]
-            assert dtype == 1 and count == rows * cols, name
-            blocks = np.frombuffer(buf, dtype=_BLOCK, count=count // QK, offset=off)
-            return _dequantize(blocks, rows, cols)
-
         # Embedding rows stay packed (250k x 384) and are dequantized per token on demand.
         _, count, off = tensors["emb.word"]
         self._word = np.frombuffer(buf, dtype=_BLOCK, count=count // QK, offset=off).reshape(voc, h // QK)
         self._pos = f32("emb.pos").reshape(maxp, h)
         self._type0 = f32("emb.type")[:h]
         self._eln = (f32("emb.ln.w"), f32("emb.ln.b"))
-        self._layers = []
+        self._tensors = tensors
+        self._layers_cache: list[tuple[np.ndarray, ...]] | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def _layers(self) -> list[tuple[np.ndarray, ...]]:
+        """The 12 layers dequantized to fp32 (~85 MB), on first use: the cross reader needs only word rows."""
+        with self._lock:
+            if self._layers_cache is None:
+                self._layers_cache = self._dequantize_layers()
+            return self._layers_cache
+
+    def _dequantize_layers(self) -> list[tuple[np.ndarray, ...]]:
+        buf, tensors = self._buf, self._tensors
+        h, nl, ff = self.config.hidden, self.config.layers, self.config.ffn
+
+        def f32(name: str) -> np.ndarray:
+            _, count, off = tensors[name]
+            return np.frombuffer(buf, dtype="<f4", count=count, offset=off).copy()
+
+        def q4(name: str, rows: int, cols: int) -> np.ndarray:
+            dtype, count, off = tensors[name]
+            assert dtype == 1 and count == rows * cols, name
+            return _dequantize(np.frombuffer(buf, dtype=_BLOCK, count=count // QK, offset=off), rows, cols)
+
+        layers: list[tuple[np.ndarray, ...]] = []
         for i in range(nl):
             qkv_w = np.concatenate([q4(f"l{i}.{n}.w", h, h) for n in ("q", "k", "v")]).T.copy()
             qkv_b = np.concatenate([f32(f"l{i}.{n}.b") for n in ("q", "k", "v")])
-            self._layers.append(
+            layers.append(
                 (
                     qkv_w, qkv_b,
                     q4(f"l{i}.ao.w", h, h).T.copy(), f32(f"l{i}.ao.b"),
@@ -251,7 +270,7 @@ class PackedEncoder:
                     f32(f"l{i}.oln.w"), f32(f"l{i}.oln.b"),
                 )
             )
-        self._lock = threading.Lock()
+        return layers
 
     # -- tokens -------------------------------------------------------------------------------------------------
 

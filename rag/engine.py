@@ -26,6 +26,7 @@ from rag.llm import NO_ANSWER, LLMClient, LLMError, answer_messages, rewrite_mes
 from rag.messages import answer_intro, refusal, unanswered_part
 from rag.models import AlsoIn, Answer, Citation, Language, Passage, SearchFilters, Turn
 from rag.questions import standalone_parts
+from rag.reader import load_reader
 from rag.retrieval import Retriever
 from rag.sentences import sentence_spans
 from rag.settings import Settings
@@ -102,7 +103,8 @@ class Sanad:
         self.retriever = Retriever(store, encoder, embedder, settings.retrieval)
         dictionary = load_dictionary(settings.answer.dictionary, lambda text: encoder.features(text)[0],
                                      cache=settings.data_dir / "dictionary.json")
-        self.extractive = ExtractiveAnswerer(encoder, settings.answer, embedder, dictionary)
+        self.reader = load_reader(settings.answer.reader, settings.embed.threads)
+        self.extractive = ExtractiveAnswerer(encoder, settings.answer, embedder, dictionary, self.reader)
         self.scorer = SentenceScorer(encoder, dictionary)
         self.llm = llm
 

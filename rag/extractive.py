@@ -21,6 +21,7 @@ fitted on dev splits; without the encoder, a floor on the best sentence's suppor
 
 from __future__ import annotations
 
+import logging
 import math
 import re
 from collections import Counter
@@ -34,9 +35,12 @@ from rag.bilingual import Dictionary
 from rag.embedding import CachedEmbedder, EmbeddingError
 from rag.lexical import LexicalEncoder
 from rag.models import Citation, Passage
+from rag.reader import CrossReader
 from rag.settings import AnswerSettings
 from rag.text import _stopwords, detect_language, fold, fold_cached
 from rag.translit import name_skeletons
+
+log = logging.getLogger(__name__)
 
 _GRAM_SHARE = 0.35
 # A line that ends without sentence punctuation is a heading (news sections, titles, datelines).
@@ -115,6 +119,7 @@ class Sentence:
     type_ok: bool = True
     type_strong: bool = True  # an explicit date for "when" (not only a weekday or "yesterday")
     passage_words: float = 0.0  # word coverage of the question by the sentence's whole passage
+    read: float | None = None  # the reader's logit (rag/reader.py), for the sentences it read
 
     def citation(self, n: int) -> Citation:
         p = self.passage
@@ -142,6 +147,7 @@ class Selection:
     signals: tuple[float, ...] = ()
     # The parts of a compound question that the articles do not answer (the others are answered).
     unanswered: list[str] = field(default_factory=list)
+    read: float | None = None  # with the reader: the best sentence's logit, what answerability is judged on
 
 
 # Whether the articles hold the answer, with the encoder, is judged on these (a logistic model fitted on
@@ -280,12 +286,41 @@ def blend(own: list[Sentence], carried: list[Sentence]) -> list[Sentence]:
     return own
 
 
+def _sigmoid(x: float) -> float:
+    return 1.0 / (1.0 + math.exp(-max(min(x, 40.0), -40.0)))
+
+
 class ExtractiveAnswerer:
     def __init__(self, encoder: LexicalEncoder, settings: AnswerSettings, embedder: CachedEmbedder | None = None,
-                 dictionary: Dictionary | None = None) -> None:
+                 dictionary: Dictionary | None = None, reader: CrossReader | None = None) -> None:
         self.scorer = SentenceScorer(encoder, dictionary)
         self.settings = settings
         self.embedder = embedder
+        self.reader = reader
+
+    def read(self, question: str, sentences: list[Sentence], passages: list[Passage], already_said: str = "",
+             focus: frozenset[str] = frozenset()) -> None:
+        """The reader reads the question against the sentences the signals rank highest (``reader_candidates``
+        distinct ones: reading all of five passages' sentences would not fit the latency budget) and sets their
+        ``read``. A reader that fails leaves them unread: the answer falls back to the signals."""
+        if self.reader is None or not sentences:
+            return
+        self.combine(sentences, passages, already_said, focus)
+        chosen: dict[str, list[Sentence]] = {}
+        for s in sorted(sentences, key=lambda s: -s.score):
+            key = fold_cached(s.text)
+            if key not in chosen and len(chosen) >= self.settings.reader_candidates:
+                continue
+            chosen.setdefault(key, []).append(s)
+        texts = [group[0].text for group in chosen.values()]
+        try:
+            logits = self.reader.score(question, texts)
+        except Exception:  # a broken model file, onnxruntime failing: answer on the signals
+            log.warning("the reader failed; answering on the signals alone", exc_info=True)
+            return
+        for group, logit in zip(chosen.values(), logits, strict=True):
+            for s in group:
+                s.read = float(logit)
 
     def candidates(
         self,
@@ -338,6 +373,8 @@ class ExtractiveAnswerer:
         further sentences come from them ("who inaugurated it?" is about that article's subject)."""
         if not sentences:
             return Selection([], 0.0)
+        if any(s.read is not None for s in sentences):
+            return self._combine_read(sentences, already_said, focus)
         said = fold(already_said) if already_said else ""
         a = self.settings
         semantic = any(s.semantic is not None for s in sentences)
@@ -422,6 +459,47 @@ class ExtractiveAnswerer:
         signals = _signals(best, support, sentences, ranked) if semantic and best.semantic is not None else ()
         return Selection(chosen, support, cross=best.cross, signals=signals)
 
+    def _combine_read(self, sentences: list[Sentence], already_said: str, focus: frozenset[str]) -> Selection:
+        """With the reader: the sentences it read, ranked by what it says (its probability; a sentence lacking
+        the kind of thing asked for, or already quoted in the conversation, marked down as without it). Further
+        sentences are quoted only when the reader finds that they say the answer too."""
+        a = self.settings
+        said = fold(already_said) if already_said else ""
+        titles = {t for s in sentences if (t := fold(s.passage.title))}
+        read = [s for s in sentences if s.read is not None]
+        for s in read:
+            score = _sigmoid(s.read or 0.0)
+            folded = fold_cached(s.text)
+            s.heading = bool(folded) and any(folded in t for t in titles)
+            if not s.type_ok:
+                score *= a.type_penalty
+            if said and folded in said:
+                score *= _REPEAT_PENALTY
+            s.score = score
+        for s in sentences:
+            if s.read is None:
+                s.score = 0.0
+        ranked = sorted([s for s in read if not s.heading] or read, key=lambda s: -s.score)
+        best = ranked[0]
+        threshold = a.reader_refusal_cross if best.cross else a.reader_refusal_same
+        chosen, seen = [best], {fold_cached(best.text)}
+        for s in ranked[1:]:
+            if len(chosen) == a.max_sentences:
+                break
+            key = fold_cached(s.text)
+            if key in seen or not s.type_ok or math.log(s.score / (1 - s.score + 1e-9) + 1e-9) < threshold:
+                continue
+            if focus and best.passage.doc_id in focus and s.passage.doc_id not in focus:
+                continue
+            seen.add(key)
+            chosen.append(s)
+        for s in chosen:  # "…as follows:" is quoted with the list or table it announces
+            end = list_after(s.passage.text, s.end)
+            if end > s.end:
+                s.end, s.text = end, s.passage.text[s.start : end]
+        logit = math.log(best.score / (1 - best.score + 1e-9) + 1e-9)
+        return Selection(chosen, best.score, cross=best.cross, read=logit)
+
     def select(
         self,
         question: str,
@@ -431,6 +509,12 @@ class ExtractiveAnswerer:
         context: tuple[str, list[float] | None] | None = None,
         focus: frozenset[str] = frozenset(),
     ) -> Selection:
+        if self.reader is not None:
+            # A follow-up is read as made standalone (its own words, "and when?", name nothing); a question that
+            # stands alone is read on its own words only, so a conversation's subject cannot answer it.
+            sentences = self.candidates(question, passages, query_vector, context)
+            self.read(context[0] if context else question, sentences, passages, already_said, focus)
+            return self.combine(sentences, passages, already_said, focus)
         if context is None:
             return self.combine(self.candidates(question, passages, query_vector), passages, already_said, focus)
         carried = self.candidates(context[0], passages, context[1])
@@ -464,10 +548,13 @@ class ExtractiveAnswerer:
                     seen.add(key)
                     sentences.append(sentence)
         return Selection(sentences, surest.support, cross=surest.cross, signals=surest.signals,
-                         unanswered=[q for q, _, ok in judged if not ok])
+                         unanswered=[q for q, _, ok in judged if not ok], read=surest.read)
 
     def floor(self, selection: Selection) -> float:
         """The support an answer needs (calibrated; across scripts and without meaning it differs)."""
+        if selection.read is not None:
+            a = self.settings
+            return _sigmoid(a.reader_refusal_cross if selection.cross else a.reader_refusal_same)
         semantic = any(s.semantic is not None for s in selection.sentences)
         if not semantic:
             return self.settings.min_support_cross if selection.cross else self.settings.min_support
@@ -475,6 +562,9 @@ class ExtractiveAnswerer:
 
     def margin(self, selection: Selection) -> float:
         """How far the selection is on the answering side of the refusal line (negative: refuse)."""
+        if selection.read is not None:
+            a = self.settings
+            return selection.read - (a.reader_refusal_cross if selection.cross else a.reader_refusal_same)
         model = self.settings.refusal_cross if selection.cross else self.settings.refusal_same
         if selection.signals and len(model) == len(SIGNALS) + 1:
             return float(np.dot(model[:-1], selection.signals) + model[-1])
@@ -486,6 +576,9 @@ class ExtractiveAnswerer:
     def sure(self, selection: Selection) -> bool:
         """Whether an answerable selection is clear of the refusal line by the calibrated hedge margin. Without
         the encoder's signals it is not judged (the margin is on another scale): sure."""
+        if selection.read is not None:
+            a = self.settings
+            return self.margin(selection) >= (a.reader_hedge_cross if selection.cross else a.reader_hedge_same)
         if not selection.signals:
             return True
         hedge = self.settings.hedge_cross if selection.cross else self.settings.hedge_same

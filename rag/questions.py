@@ -76,6 +76,6 @@ def standalone_parts(question: str, analyzer: Analyzer) -> list[str]:
         return parts
     out = [parts[0]]
     for before, part in zip(parts, parts[1:], strict=False):
-        carried = carry_context(part, [Turn(role="user", content=before)], analyzer)
+        carried = carry_context(part, [Turn(role="user", content=before)], analyzer, opening=False)
         out.append(carried or part)
     return out

@@ -1,4 +1,12 @@
-"""The reader: how plainly a sentence, read inside its passage, says the answer to a question.
+"""The reader: how plainly a sentence says the answer to a question.
+
+:class:`CrossReader` reads the question and the sentence together: a cross-encoder fine-tuned from the bundled
+encoder's own weights (``sanad train-reader --export``, :mod:`evals.reader.cross`), an int8 ONNX graph run by
+onnxruntime over the encoder's word rows (read from the packed file, so the graph carries no vocabulary). Not on
+by default: see docs/reader.md for what it measured. The late-interaction reader below was measured beside it
+(``sanad bench reader``).
+
+Late interaction:
 
 Pooled vectors only tell that a sentence is on the question's topic. The reader aligns the question's tokens
 with the sentence's *contextual* tokens (the passage's own encoder states, so a pronoun carries its referent):
@@ -14,14 +22,17 @@ SentencePiece rarity) and a trained one (a projection and a token-weight head le
 
 from __future__ import annotations
 
+import logging
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from rag.encoder import Encoded
+from rag.encoder import Encoded, PackedEncoder
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "data"
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -120,3 +131,82 @@ class Reader:
             pooled = float(_unit(passage.states[rows].mean(axis=0)) @ q.vector)
             out[i] = w.a * align + w.b * pooled + w.c
         return out
+
+
+# -- the cross-encoder ------------------------------------------------------------------------------------------
+
+MAX_TOKENS = 160  # question (at most 64 tokens) and sentence together
+CROSS_READER = "reader-cross-1"
+
+
+def pair_ids(encoder: PackedEncoder, question: str, sentence: str) -> list[int]:
+    """``<s> query: question </s></s> passage: sentence </s>``: XLM-R's pair layout with e5's prefixes, the
+    sentence cut to fit ``MAX_TOKENS``."""
+    q, _ = encoder.token_ids(question, "query: ")
+    s, _ = encoder.token_ids(sentence, "passage: ")
+    q = q[:64]
+    room = MAX_TOKENS - len(q) - 1
+    body = s[1:-1][: max(room - 1, 1)]
+    return [*q, encoder.tokenizer.eos, *body, encoder.tokenizer.eos]
+
+
+def reader_path(name: str) -> Path:
+    return WEIGHTS_DIR / f"{name}.onnx"
+
+
+class CrossReader:
+    """Logits for (question, sentence) pairs, higher when the sentence says the answer. Calls are serialised
+    (onnxruntime's threads would oversubscribe two cores), each on ``threads`` threads."""
+
+    def __init__(self, encoder: PackedEncoder, path: Path, threads: int = 2) -> None:
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        self._session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        meta = self._session.get_modelmeta().custom_metadata_map
+        self.name = meta.get("sanad_reader", path.stem)
+        self.encoder = encoder
+        self._lock = threading.Lock()
+
+    def score(self, question: str, sentences: list[str], batch: int = 32) -> np.ndarray:
+        if not sentences:
+            return np.zeros(0, dtype=np.float32)
+        seqs = [pair_ids(self.encoder, question, s) for s in sentences]
+        out = np.zeros(len(seqs), dtype=np.float32)
+        order = sorted(range(len(seqs)), key=lambda i: len(seqs[i]))
+        pad = self.encoder.tokenizer.eos
+        for j in range(0, len(order), batch):
+            chunk = order[j : j + batch]
+            width = max(len(seqs[i]) for i in chunk)
+            ids = np.full((len(chunk), width), pad, dtype=np.int64)
+            mask = np.zeros((len(chunk), width), dtype=np.int64)
+            for r, i in enumerate(chunk):
+                ids[r, : len(seqs[i])] = seqs[i]
+                mask[r, : len(seqs[i])] = 1
+            embeds = self.encoder.embed_rows(ids.reshape(-1)).reshape(len(chunk), width, -1)
+            with self._lock:
+                logits = self._session.run(None, {"embeds": embeds, "mask": mask})[0]
+            out[chunk] = logits
+        return out
+
+
+_READERS: dict[tuple[str, int], CrossReader] = {}
+_READERS_LOCK = threading.Lock()
+
+
+def load_reader(name: str, threads: int = 2) -> CrossReader | None:
+    """The configured reader (one per process, shared like the encoder), or ``None`` for ``"none"`` or when it
+    cannot be loaded: then answers are judged on the signals alone, and the log says why."""
+    if name in ("", "none"):
+        return None
+    with _READERS_LOCK:
+        if (name, threads) not in _READERS:
+            try:
+                path = Path(name) if name.endswith(".onnx") else reader_path(name)
+                _READERS[(name, threads)] = CrossReader(PackedEncoder(), path, threads)
+            except Exception:
+                log.warning("the reader %r could not be loaded; answering without it", name, exc_info=True)
+                return None
+        return _READERS[(name, threads)]

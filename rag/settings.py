@@ -220,6 +220,18 @@ class AnswerSettings(BaseModel):
     # 0 turns it off.
     hedge_same: float = Field(default=1.5548, ge=0)
     hedge_cross: float = Field(default=0.1744, ge=0)
+    # A reader (rag/reader.py): a cross-encoder reading the question against the best-ranked sentences; a
+    # name under rag/data/ or an .onnx path, made by `sanad train-reader --export`. Off by default: the one
+    # trained so far (reader-cross-1) chose and refused worse than the signals above on dev (docs/reader.md).
+    # Its thresholds, in logits, fitted on dev splits for reader-cross-1 (python -m evals.reader.fit): below
+    # ``reader_refusal_*`` the articles do not answer; within ``reader_hedge_*`` above it the answer is offered
+    # as the closest the articles come.
+    reader: str = "none"
+    reader_candidates: int = Field(default=12, ge=1, le=64)
+    reader_refusal_same: float = -1.5784
+    reader_refusal_cross: float = -1.2067
+    reader_hedge_same: float = Field(default=4.0274, ge=0)
+    reader_hedge_cross: float = Field(default=3.9274, ge=0)
     # English–Arabic dictionaries for English questions over Arabic articles (rag/bilingual.py): "auto" reads
     # FreeDict's where Debian's dict-freedict-eng-ara / -ara-eng install them, "none" goes without, or
     # comma-separated dictd .index paths.

@@ -467,6 +467,9 @@ def eval_(
     judge: Annotated[bool, typer.Option(help="Add a model-judged faithfulness score (needs an LLM).")] = False,
     limit: Annotated[int | None, typer.Option(min=1, help="Only the first N items.")] = None,
     split: Annotated[str | None, typer.Option(help="Only items of this split: dev or test.")] = None,
+    reader_pairs: Annotated[int | None, typer.Option(
+        min=0, help="Questions per language for the reader's pair AUC (XQuAD test half; default 150 with the "
+                    "project's gold set, 0 otherwise).")] = None,
     data_dir: DataDir = None,
 ) -> None:
     """Check answers against gold facts; exit non-zero when a threshold is missed."""
@@ -475,7 +478,7 @@ def eval_(
 
     settings = load_settings(data_dir)
     plan = EvalPlan(gold=gold, corpus=corpus, url=url, api_key=api_key, report=report, baseline=baseline,
-                    thresholds=thresholds, judge=judge, limit=limit, split=split)
+                    thresholds=thresholds, judge=judge, limit=limit, split=split, reader_pairs=reader_pairs)
     if judge and not settings.llm.enabled:
         err.print("[yellow]--judge needs an LLM (SANAD_LLM__BASE_URL); skipped.[/yellow]")
     with progress_bar() as progress:
@@ -528,23 +531,36 @@ def squad_convert(
 
 @app.command("train-reader")
 def train_reader(
-    out: Annotated[Path, typer.Option(help="Run folder: config.json, checkpoint.pt, history.json, reader.npz.")] = Path(
-        "runs/reader"
-    ),
-    cache: Annotated[Path, typer.Option(help="Folder caching the encoder's token states.")] = Path(
+    out: Annotated[Path, typer.Option(
+        help="Run folder: config.json, checkpoint.pt, history.json, best weights."
+    )] = Path("runs/reader-cross-1"),
+    kind: Annotated[str, typer.Option(
+        help="cross (the shipped reader) or late (late interaction, for comparison)."
+    )] = "cross",
+    epochs: Annotated[int, typer.Option(min=1)] = 3,
+    seed: Annotated[int, typer.Option()] = 13,
+    export: Annotated[Path | None, typer.Option(
+        help="Write the best epoch here as the int8 ONNX reader (e.g. rag/data/reader-cross-1.onnx)."
+    )] = None,
+    cache: Annotated[Path, typer.Option(help="late: folder caching the encoder's token states.")] = Path(
         ".cache/reader-states"
     ),
-    epochs: Annotated[int, typer.Option(min=1)] = 3,
-    dim: Annotated[int, typer.Option(min=8, help="Width of the projected token space.")] = 384,
-    lr: Annotated[float, typer.Option(help="AdamW learning rate.")] = 3e-4,
-    seed: Annotated[int, typer.Option()] = 13,
 ) -> None:
-    """Train the reader over the bundled encoder's frozen token states (needs the train extra: torch, CPU).
-    Seeded; run it again with the same --out to resume after the last finished epoch."""
-    from evals.reader.train import TrainConfig, train
+    """Train the reader from the bundled encoder's weights (needs the train extra: torch, CPU build). Seeded;
+    run it again with the same --out to resume after the last finished epoch."""
+    if kind == "cross":
+        from evals.reader.cross import CrossConfig, export_best, train_cross
 
-    path = train(out, TrainConfig(seed=seed, dim=dim, epochs=epochs, lr=lr), cache, log=console.print)
-    console.print(f"best epoch on dev: {path}")
+        train_cross(out, CrossConfig(seed=seed, epochs=epochs), log=console.print)
+        if export is not None:
+            console.print(f"exported: {export_best(out, export)}")
+    elif kind == "late":
+        from evals.reader.train import TrainConfig, train
+
+        path = train(out, TrainConfig(seed=seed, epochs=epochs), cache, log=console.print)
+        console.print(f"best epoch on dev: {path}")
+    else:
+        raise typer.BadParameter("--kind is cross or late")
 
 
 def _add_feedback_commands() -> None:

@@ -205,3 +205,17 @@ def test_when_the_best_sentence_names_people_only_by_kind_a_named_one_is_quoted_
         s.type_ok, s.type_strong = strength > 0, strength == 2
     chosen = answerer.combine([kinds, named, other], [kinds.passage]).sentences
     assert [s.text for s in chosen] == [kinds.text, named.text]  # the name, not the sentence naming no one
+
+
+def test_a_question_unrelated_to_the_conversation_is_refused_as_it_is_alone(seeded_engine: Sanad) -> None:
+    """The third turn of a conversation about the Cairo meeting asks something else: it is not made a follow-up
+    (it names its own subject), so the conversation's articles do not answer it."""
+    from rag.models import Turn
+
+    history: list[Turn] = []
+    for q in ("من ترأس الجانب المصري في اجتماع القاهرة؟", "ومتى عقد الاجتماع؟"):
+        history += [Turn(role="user", content=q),
+                    Turn(role="assistant", content=seeded_engine.ask(q, history=history).answer)]
+    answer = seeded_engine.ask("Who won the 2022 World Cup?", history=history)
+    assert answer.rewritten_question is None
+    assert answer.answerable is False and answer.citations == []

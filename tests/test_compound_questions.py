@@ -94,3 +94,17 @@ def test_an_arabic_pronoun_attached_to_a_word_points_back(follow_up: str) -> Non
 def test_a_question_with_no_pronoun_stands_alone() -> None:
     history = [Turn(role="user", content="ما الدور المتوقع من قطر في المرحلة الثانية؟")]
     assert carry_context("من ترأس الجانب المصري في اجتماع القاهرة الطارئ؟", history, Analyzer()) is None
+
+
+@pytest.mark.parametrize("question", ["Who won the 2022 World Cup?", "من فاز بكأس العالم 2022؟",
+                                      "وزير الخارجية الروسي لافروف؟"])  # و begins the word: no continuation
+def test_a_short_question_with_its_own_subject_stands_alone(question: str) -> None:
+    history = [Turn(role="user", content="من يرأس وفد حماس في مفاوضات القاهرة؟")]
+    assert carry_context(question, history, Analyzer()) is None
+
+
+@pytest.mark.parametrize("follow_up", ["ومتى وصل؟", "وعلى ماذا شددوا؟", "And when did he arrive?", "Turkey?",
+                                       "وماذا عن تركيا؟"])
+def test_a_question_that_continues_the_last_one_carries_its_subject(follow_up: str) -> None:
+    history = [Turn(role="user", content="من يرأس وفد حماس في مفاوضات القاهرة؟")]
+    assert "وفد" in (carry_context(follow_up, history, Analyzer()) or "")

@@ -640,6 +640,7 @@ def test_readiness_metrics_and_docs(client: TestClient) -> None:
     ready = client.get("/readyz").json()
     assert ready["status"] == "ready" and ready["store"]["ok"] and ready["store"]["chunks"] > 0
     assert ready["llm"]["configured"] is False
+    assert ready["reader"] == {"configured": False}  # the offline default judges answers on its signals
 
     client.post("/v1/chat", json={"question": Q_WHO})
     refused = client.post("/v1/chat", json={"question": Q_NOT_IN_SEEDS}).json()

@@ -109,11 +109,22 @@ def run(out: Any, weights: list[Any], cache_dir: Any) -> dict[str, Any]:
     for w in [ReaderWeights.untrained(center.mean(axis=0)), *(ReaderWeights.load(p) for p in weights)]:
         r = Reader(w, scores)
         readers.append((w.name, reader_score(r, cache), reader_sentences(r, cache)))
-    rows, data = [], {}
+    from rag.reader import CROSS_READER, load_reader
+
+    cross = load_reader(CROSS_READER)
+    rows: list[list[Any]] = []
+    data: dict[str, Any] = {}
     for split in ("dev", "test"):
         chosen = [i for i in items if i.split == split]
         pairs = list(removed_pairs(chosen))
-        for name, pair_score, sent_scores in readers:
+        split_readers = list(readers)
+        if cross is not None:
+            t0 = time.perf_counter()
+            memo = cross_scores(cross, chosen, pairs)
+            data[f"{split}/{cross.name}/seconds"] = round(time.perf_counter() - t0, 1)
+
+            split_readers.append((f"{cross.name} (cross-encoder, int8 ONNX)", *_memo_scores(memo)))
+        for name, pair_score, sent_scores in split_readers:
             assert pair_score is not None
             t0 = time.perf_counter()
             auc = by_language(pairs, pair_score)
@@ -128,3 +139,50 @@ def run(out: Any, weights: list[Any], cache_dir: Any) -> dict[str, Any]:
     report.data["results"] = data
     report.write()
     return data
+
+
+def cross_scores(reader: Any, items: list[ReadingItem], pairs: list[Pair]) -> dict[tuple[str, str], float]:
+    """Every (question, sentence) the pairs and items need, read once by the cross reader."""
+    wanted: dict[str, set[str]] = {}
+    for p in pairs:
+        wanted.setdefault(p.item.question, set()).update(p.context[s:e] for s, e in p.sentences)
+    for it in items:
+        wanted.setdefault(it.question, set()).update(it.context[s:e] for s, e in it.sentences)
+    memo: dict[tuple[str, str], float] = {}
+    for q, sents in wanted.items():
+        ordered = sorted(sents)
+        for s, v in zip(ordered, reader.score(q, ordered), strict=True):
+            memo[(q, s)] = float(v)
+    return memo
+
+
+def _memo_scores(memo: dict[tuple[str, str], float]) -> tuple[PairScore, Callable[[ReadingItem], np.ndarray]]:
+    def pair_score(p: Pair) -> float:
+        return max((memo[(p.item.question, p.context[s:e])] for s, e in p.sentences), default=-1e9)
+
+    def sent_scores(it: ReadingItem) -> np.ndarray:
+        return np.array([memo[(it.question, it.context[s:e])] for s, e in it.sentences])
+
+    return pair_score, sent_scores
+
+
+def release_auc(reader: Any, per_language: int = 150, seed: int = 13) -> dict[str, float]:
+    """For ``sanad eval``: the reader's pair AUC on answer-sentence-removed pairs of a seeded sample of the
+    XQuAD test half (``per_language`` questions each, Arabic and English over Arabic), nothing fitted on it.
+    Empty when the datasets are not beside the repository."""
+    import random
+
+    from evals.reader.data import SHARED, xquad_items
+
+    if not (SHARED / "xquad").exists():
+        return {}
+    test = [it for it in xquad_items() if it.split == "test"]
+    rng = random.Random(seed)
+    chosen = []
+    for lang in ("ar", "en"):
+        mine = [it for it in test if it.lang == lang]
+        chosen += rng.sample(mine, min(per_language, len(mine)))
+    pairs = list(removed_pairs(chosen))
+    pair_score, _ = _memo_scores(cross_scores(reader, [], pairs))
+    auc = by_language(pairs, pair_score)
+    return {lang: auc[lang] for lang in ("ar", "en") if lang in auc}

@@ -76,6 +76,14 @@ async def readyz(request: Request) -> JSONResponse:
         body["store"] = {"ok": False, "reason": reason}
         body["error"] = {"code": "store_unavailable", "message": f"The store is unreachable: {reason}"}
         return JSONResponse(body, status_code=503)
+    configured = state.settings.answer.reader
+    if configured in ("", "none"):
+        body["reader"] = {"configured": False}
+    elif engine.reader is not None:
+        body["reader"] = {"configured": True, "ok": True, "name": engine.reader.name}
+    else:
+        body["reader"] = {"configured": True, "ok": False, "name": configured,
+                          "note": "The reader could not be loaded (see the log): answers are judged on the signals."}
     if engine.llm is None:
         body["llm"] = {"configured": False, "ok": None, "note": "offline extractive answers"}
         body["status"] = "ready"

@@ -1,0 +1,181 @@
+"""The reader, as the answerer uses it when one is configured (``SANAD_ANSWER__READER``): the sentences it finds
+saying the answer are quoted first, what it finds unanswered is refused, a follow-up is read as made standalone
+and a question that stands alone on its own words, and a reader that fails leaves the answer to the signals.
+
+The trained cross-encoder is not shipped (on dev it chose and refused worse than the signals: docs/reader.md),
+so the answerer is driven here by a fake reader, and :class:`CrossReader`'s own plumbing by a tiny ONNX graph."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from rag.encoder import PackedEncoder
+from rag.engine import Sanad
+from rag.models import Turn
+from rag.reader import CrossReader, load_reader, pair_ids
+from rag.settings import Settings
+from rag.text import fold
+from tests.conftest import REFUSAL_AR, index_seeds
+
+# Two sentences of one seed article (004): the first says when the ceasefire took effect, the second is about
+# the same ceasefire and says something else.
+SAYS = ("يأتي هذا الاجتماع في إطار الجهود المستمرة للبناء على اتفاق وقف إطلاق النار الذي دخل حيز التنفيذ في "
+        "10 أكتوبر بين إسرائيل وحركة المقاومة الإسلامية (حماس).")
+TOPICAL = ("وقد صرح ممثل حركة حماس غازي حمد بأن الجيش الإسرائيلي انتهك وقف إطلاق النار أكثر من 900 مرة، وأشارت "
+           "السلطات المحلية إلى أن هذه الانتهاكات أدت إلى استشهاد ما يقرب من 440 شخصا وإصابة أكثر من 1200 آخرين "
+           "خلال هذه الفترة.")
+
+
+class FakeReader:
+    """Says a sentence answers when it holds one of ``answers`` (folded), and records what it was asked."""
+
+    name = "fake"
+
+    def __init__(self, answers: list[str], fail: bool = False) -> None:
+        self.answers = [fold(a) for a in answers]
+        self.fail = fail
+        self.asked: list[str] = []
+
+    def score(self, question: str, sentences: list[str]) -> np.ndarray:
+        self.asked.append(question)
+        if self.fail:
+            raise RuntimeError("the reader broke")
+        return np.array([4.0 if any(a in fold(s) for a in self.answers) else -4.0 for s in sentences])
+
+
+@pytest.fixture(scope="module")
+def reading_engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sanad]:
+    settings = Settings.in_memory(tmp_path_factory.mktemp("reading"))
+    settings.answer.reader_refusal_same = settings.answer.reader_refusal_cross = 0.0
+    settings.answer.reader_hedge_same = settings.answer.reader_hedge_cross = 1.0
+    engine = Sanad.open(settings)
+    index_seeds(engine, settings)
+    yield engine
+    engine.close()
+
+
+def use(engine: Sanad, reader: FakeReader) -> FakeReader:
+    engine.extractive.reader = reader  # type: ignore[assignment]
+    return reader
+
+
+@pytest.mark.parametrize("question", ["متى دخل وقف إطلاق النار حيز التنفيذ؟", "When did the ceasefire take effect?"])
+def test_the_sentence_the_reader_finds_answering_is_quoted_first(reading_engine: Sanad, question: str) -> None:
+    use(reading_engine, FakeReader(["10 أكتوبر"]))
+    answer = reading_engine.ask(question)
+    assert answer.answerable and answer.confident
+    assert fold("10 أكتوبر") in fold(answer.citations[0].quote)
+
+
+def test_what_the_reader_finds_unanswered_is_refused(reading_engine: Sanad) -> None:
+    use(reading_engine, FakeReader([]))
+    answer = reading_engine.ask("من يرأس وفد حماس في مفاوضات القاهرة؟")
+    assert answer.answerable is False and answer.citations == [] and answer.answer == REFUSAL_AR
+
+
+def test_only_sentences_the_reader_finds_answering_are_quoted_beside_the_best(reading_engine: Sanad) -> None:
+    use(reading_engine, FakeReader(["مصر", "قطر", "تركيا"]))
+    answer = reading_engine.ask("ما الدول الثلاث التي اجتمع رؤساء أجهزة مخابراتها في القاهرة؟")
+    assert answer.answerable
+    for c in answer.citations:
+        assert any(fold(n) in fold(c.quote) for n in ("مصر", "قطر", "تركيا")), c.quote
+
+
+def test_a_follow_up_is_read_made_standalone_and_a_new_question_on_its_own_words(reading_engine: Sanad) -> None:
+    reader = use(reading_engine, FakeReader(["خليل الحية", "مساء أمس"]))
+    first = "من يرأس وفد حماس في مفاوضات القاهرة؟"
+    history = [Turn(role="user", content=first), Turn(role="assistant", content=reading_engine.ask(first).answer)]
+    reader.asked.clear()
+    follow = reading_engine.ask("ومتى وصل؟", history=history)
+    assert follow.answerable and "وفد" in reader.asked[-1]  # read with the conversation's subject carried in
+    reader.asked.clear()
+    reading_engine.ask("Who won the 2022 World Cup?", history=history)
+    assert reader.asked and all(q == "Who won the 2022 World Cup?" for q in reader.asked)
+
+
+def test_a_reader_that_fails_leaves_the_answer_to_the_signals(reading_engine: Sanad) -> None:
+    use(reading_engine, FakeReader([], fail=True))
+    answer = reading_engine.ask("من يرأس وفد حماس في مفاوضات القاهرة؟")
+    assert answer.answerable and "الحية" in answer.answer
+
+
+def test_a_reader_that_cannot_be_loaded_is_reported_not_raised(tmp_path: Path) -> None:
+    assert load_reader("none") is None
+    assert load_reader(str(tmp_path / "missing.onnx")) is None
+
+
+def _tiny_graph(path: Path, hidden: int) -> Path:
+    """An ONNX graph with the reader's interface: the masked mean of the word rows, times a fixed vector."""
+    onnx = pytest.importorskip("onnx", reason="onnx (dev extra) builds the tiny graph")
+    from onnx import TensorProto, helper
+
+    rng = np.random.default_rng(0)
+    w = helper.make_tensor("w", TensorProto.FLOAT, [hidden, 1], rng.normal(size=hidden).astype(np.float32).tolist())
+    axes1 = helper.make_tensor("axes1", TensorProto.INT64, [1], [1])
+    axes2 = helper.make_tensor("axes2", TensorProto.INT64, [1], [2])
+    nodes = [
+        helper.make_node("Cast", ["mask"], ["maskf"], to=TensorProto.FLOAT),
+        helper.make_node("Unsqueeze", ["maskf", "axes2"], ["mask3"]),
+        helper.make_node("Mul", ["embeds", "mask3"], ["kept"]),
+        helper.make_node("ReduceSum", ["kept", "axes1"], ["total"], keepdims=0),
+        helper.make_node("ReduceSum", ["mask3", "axes1"], ["count"], keepdims=0),
+        helper.make_node("Div", ["total", "count"], ["pooled"]),
+        helper.make_node("MatMul", ["pooled", "w"], ["out"]),
+        helper.make_node("Squeeze", ["out", "axes1"], ["logit"]),
+    ]
+    graph = helper.make_graph(
+        nodes, "tiny",
+        [helper.make_tensor_value_info("embeds", TensorProto.FLOAT, ["b", "t", hidden]),
+         helper.make_tensor_value_info("mask", TensorProto.INT64, ["b", "t"])],
+        [helper.make_tensor_value_info("logit", TensorProto.FLOAT, ["b"])],
+        initializer=[w, axes1, axes2],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    model.metadata_props.add(key="sanad_reader", value="tiny-1")
+    onnx.save(model, str(path))
+    return path
+
+
+def test_the_cross_reader_reads_each_pair_alike_in_any_batch(tmp_path: Path) -> None:
+    pytest.importorskip("onnxruntime", reason="onnxruntime (reader or dev extra) runs the reader")
+    enc = PackedEncoder()
+    reader = CrossReader(enc, _tiny_graph(tmp_path / "tiny.onnx", enc.config.hidden), threads=1)
+    assert reader.name == "tiny-1"  # named in the graph, so answers never mix readers silently
+    question = "متى دخل وقف إطلاق النار حيز التنفيذ؟"
+    texts = [SAYS, TOPICAL, "القاهرة", SAYS + " " + TOPICAL * 6]  # the last one longer than a pair holds
+    together = reader.score(question, texts, batch=4)
+    alone = np.array([reader.score(question, [t])[0] for t in texts])
+    assert np.allclose(together, alone, atol=1e-4)  # padding never leaks into a pair's score
+    ids = pair_ids(enc, question, texts[-1])
+    assert len(ids) <= 160 and ids[0] == enc.tokenizer.bos and ids[-1] == enc.tokenizer.eos
+    rows = enc.embed_rows(np.asarray(pair_ids(enc, question, SAYS)))
+    assert abs(float(reader.score(question, [SAYS])[0]) - float(rows.mean(axis=0) @ _weights(tmp_path))) < 1e-3
+
+
+def _weights(tmp_path: Path) -> np.ndarray:
+    import onnx
+    from onnx import numpy_helper
+
+    model = onnx.load(str(tmp_path / "tiny.onnx"))
+    return numpy_helper.to_array(next(i for i in model.graph.initializer if i.name == "w"))[:, 0]
+
+
+def test_the_exported_graph_scores_as_the_trained_model(tmp_path: Path) -> None:
+    torch = pytest.importorskip("torch", reason="the train extra (torch) is not installed")
+    from evals.reader.cross import build, export_onnx
+
+    torch.manual_seed(0)
+    enc = PackedEncoder()
+    model = build(torch, enc, layers=2).eval()
+    torch.nn.init.normal_(model.head.weight, std=0.05)
+    exported = CrossReader(enc, export_onnx(torch, model, tmp_path / "two.onnx", "two", quantize=False), threads=1)
+    ids = torch.tensor([pair_ids(enc, "متى؟", SAYS)])
+    with torch.no_grad():
+        expected = float(model(ids, torch.ones_like(ids, dtype=torch.bool))[0])
+    assert exported.name == "two"
+    assert abs(float(exported.score("متى؟", [SAYS])[0]) - expected) < 1e-3
