@@ -26,7 +26,7 @@ from typing import Any
 from evals.calibrate import Case, collect, fit_hedge, replay
 from evals.reader.data import xquad_items
 from rag.extractive import ExtractiveAnswerer
-from rag.reader import load_reader
+from rag.reader import CROSS_READER, load_reader
 from rag.settings import Settings
 
 
@@ -83,15 +83,16 @@ def compare(plain: list[dict[str, Any]], read: list[dict[str, Any]], refusal: di
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--set", action="append", required=True, metavar="GOLD=CORPUS")
+    ap.add_argument("--reader", default=CROSS_READER, help="a reader under rag/data/ or an .onnx path")
     ap.add_argument("--max-false-refusal", type=float, default=0.05)
     ap.add_argument("--out", type=Path, default=Path("evals/reader/fit.json"))
     ap.add_argument("--split", default="dev", choices=["dev", "test"],
                     help="test: fit nothing; compare the signals and the reader at the configured thresholds")
     args = ap.parse_args()
     settings = Settings()
-    reader = load_reader(settings.answer.reader, settings.embed.threads)
+    reader = load_reader(args.reader, settings.embed.threads)
     if reader is None:
-        raise SystemExit(f"the reader {settings.answer.reader!r} could not be loaded")
+        raise SystemExit(f"the reader {args.reader!r} could not be loaded (sanad train-reader --export …)")
     seen = trained_on()
     cases: list[Case] = []
     for spec in args.set:
