@@ -139,12 +139,16 @@ MAX_TOKENS = 160  # question (at most 64 tokens) and sentence together
 CROSS_READER = "reader-cross-1"
 
 
-def pair_ids(encoder: PackedEncoder, question: str, sentence: str) -> list[int]:
+def question_ids(encoder: PackedEncoder, question: str) -> list[int]:
+    """``<s> query: question </s>``, at most 64 tokens."""
+    return encoder.token_ids(question, "query: ")[0][:64]
+
+
+def pair_ids(encoder: PackedEncoder, question: str | list[int], sentence: str) -> list[int]:
     """``<s> query: question </s></s> passage: sentence </s>``: XLM-R's pair layout with e5's prefixes, the
-    sentence cut to fit ``MAX_TOKENS``."""
-    q, _ = encoder.token_ids(question, "query: ")
+    sentence cut to fit ``MAX_TOKENS``. ``question``: its text, or its :func:`question_ids`."""
+    q = question_ids(encoder, question) if isinstance(question, str) else question
     s, _ = encoder.token_ids(sentence, "passage: ")
-    q = q[:64]
     room = MAX_TOKENS - len(q) - 1
     body = s[1:-1][: max(room - 1, 1)]
     return [*q, encoder.tokenizer.eos, *body, encoder.tokenizer.eos]
@@ -173,7 +177,8 @@ class CrossReader:
     def score(self, question: str, sentences: list[str], batch: int = 32) -> np.ndarray:
         if not sentences:
             return np.zeros(0, dtype=np.float32)
-        seqs = [pair_ids(self.encoder, question, s) for s in sentences]
+        q = question_ids(self.encoder, question)  # tokenized once for all its sentences
+        seqs = [pair_ids(self.encoder, q, s) for s in sentences]
         out = np.zeros(len(seqs), dtype=np.float32)
         order = sorted(range(len(seqs)), key=lambda i: len(seqs[i]))
         pad = self.encoder.tokenizer.eos
