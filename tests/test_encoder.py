@@ -101,3 +101,23 @@ def test_per_token_states_and_long_texts(encoder: PackedEncoder) -> None:
     a = encoder.encode(["ضفة النهر"], prefix="")[0]
     b = encoder.encode(["الضفة الغربية"], prefix="")[0]
     assert not np.allclose(a.states[1], b.states[1])
+
+
+def test_the_late_reader_reads_token_states_and_its_weights_round_trip(encoder: PackedEncoder, tmp_path: Path) -> None:
+    """The untrained token alignment puts the sentence that shares the question's contextual tokens first, and a
+    trained reader's weights (``sanad train-reader --kind late``) load back as they were saved."""
+    from rag.reader import Reader, ReaderWeights
+
+    passage = ("انتهك الجيش الإسرائيلي وقف إطلاق النار أكثر من 900 مرة. "
+               "ودخل وقف إطلاق النار حيز التنفيذ في 10 أكتوبر.")
+    first_end = passage.index(".") + 1
+    sentences = [(0, first_end), (first_end + 1, len(passage))]
+    p = encoder.encode([passage])[0]
+    q = encoder.encode(["متى دخل وقف إطلاق النار حيز التنفيذ؟"], prefix="query: ")[0]
+    weights = ReaderWeights.untrained(p.states.mean(axis=0))
+    reader = Reader(weights, encoder.tokenizer._scores)
+    says_when, says_how_often = reader.score(reader.question(q), p, sentences)[::-1]
+    assert says_when > says_how_often
+    weights.save(tmp_path / "late.npz")
+    again = ReaderWeights.load(tmp_path / "late.npz")
+    assert again.name == weights.name and np.allclose(again.proj, weights.proj, atol=1e-3)
