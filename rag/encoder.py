@@ -220,18 +220,13 @@ class PackedEncoder:
             pos += 21
             tensors[name] = (dtype, count, off)
 
-        def f32(name: str) -> np.ndarray:
-            dtype, count, off = tensors[name]
-            assert dtype == 0, name
-            return np.frombuffer(buf, dtype="<f4", count=count, offset=off).copy()
-
+        self._tensors = tensors
         # Embedding rows stay packed (250k x 384) and are dequantized per token on demand.
         _, count, off = tensors["emb.word"]
         self._word = np.frombuffer(buf, dtype=_BLOCK, count=count // QK, offset=off).reshape(voc, h // QK)
-        self._pos = f32("emb.pos").reshape(maxp, h)
-        self._type0 = f32("emb.type")[:h]
-        self._eln = (f32("emb.ln.w"), f32("emb.ln.b"))
-        self._tensors = tensors
+        self._pos = self._f32("emb.pos").reshape(maxp, h)
+        self._type0 = self._f32("emb.type")[:h]
+        self._eln = (self._f32("emb.ln.w"), self._f32("emb.ln.b"))
         self._layers_cache: list[tuple[np.ndarray, ...]] | None = None
         self._lock = threading.Lock()
 
@@ -243,19 +238,19 @@ class PackedEncoder:
                 self._layers_cache = self._dequantize_layers()
             return self._layers_cache
 
+    def _f32(self, name: str) -> np.ndarray:
+        dtype, count, off = self._tensors[name]
+        assert dtype == 0, name
+        return np.frombuffer(self._buf, dtype="<f4", count=count, offset=off).copy()
+
+    def _q4(self, name: str, rows: int, cols: int) -> np.ndarray:
+        dtype, count, off = self._tensors[name]
+        assert dtype == 1 and count == rows * cols, name
+        return _dequantize(np.frombuffer(self._buf, dtype=_BLOCK, count=count // QK, offset=off), rows, cols)
+
     def _dequantize_layers(self) -> list[tuple[np.ndarray, ...]]:
-        buf, tensors = self._buf, self._tensors
         h, nl, ff = self.config.hidden, self.config.layers, self.config.ffn
-
-        def f32(name: str) -> np.ndarray:
-            _, count, off = tensors[name]
-            return np.frombuffer(buf, dtype="<f4", count=count, offset=off).copy()
-
-        def q4(name: str, rows: int, cols: int) -> np.ndarray:
-            dtype, count, off = tensors[name]
-            assert dtype == 1 and count == rows * cols, name
-            return _dequantize(np.frombuffer(buf, dtype=_BLOCK, count=count // QK, offset=off), rows, cols)
-
+        f32, q4 = self._f32, self._q4
         layers: list[tuple[np.ndarray, ...]] = []
         for i in range(nl):
             qkv_w = np.concatenate([q4(f"l{i}.{n}.w", h, h) for n in ("q", "k", "v")]).T.copy()

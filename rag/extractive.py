@@ -290,6 +290,10 @@ def _sigmoid(x: float) -> float:
     return 1.0 / (1.0 + math.exp(-max(min(x, 40.0), -40.0)))
 
 
+def _logit(p: float) -> float:
+    return math.log(p / (1 - p + 1e-9) + 1e-9)
+
+
 class ExtractiveAnswerer:
     def __init__(self, encoder: LexicalEncoder, settings: AnswerSettings, embedder: CachedEmbedder | None = None,
                  dictionary: Dictionary | None = None, reader: CrossReader | None = None) -> None:
@@ -487,7 +491,7 @@ class ExtractiveAnswerer:
             if len(chosen) == a.max_sentences:
                 break
             key = fold_cached(s.text)
-            if key in seen or not s.type_ok or math.log(s.score / (1 - s.score + 1e-9) + 1e-9) < threshold:
+            if key in seen or not s.type_ok or _logit(s.score) < threshold:
                 continue
             if focus and best.passage.doc_id in focus and s.passage.doc_id not in focus:
                 continue
@@ -497,8 +501,7 @@ class ExtractiveAnswerer:
             end = list_after(s.passage.text, s.end)
             if end > s.end:
                 s.end, s.text = end, s.passage.text[s.start : end]
-        logit = math.log(best.score / (1 - best.score + 1e-9) + 1e-9)
-        return Selection(chosen, best.score, cross=best.cross, read=logit)
+        return Selection(chosen, best.score, cross=best.cross, read=_logit(best.score))
 
     def select(
         self,

@@ -112,11 +112,11 @@ class Reader:
         ids = np.asarray(enc.ids)[rows]
         learned = np.logaddexp(0.0, states @ w.token_u + w.token_b) if w.token_u.any() else np.ones(len(rows))
         weight = learned * self._rarity[ids] ** w.rarity
-        return ReadQuestion(_unit((states - w.center) @ w.proj), weight / weight.sum(), enc.vector)
+        return ReadQuestion(self._project(states), weight / weight.sum(), enc.vector)
 
-    def sentence_tokens(self, passage: Encoded, start: int, end: int) -> np.ndarray:
-        rows = span_rows(passage, start, end)
-        return _unit((passage.states[rows] - self.weights.center) @ self.weights.proj) if rows.size else rows
+    def _project(self, states: np.ndarray) -> np.ndarray:
+        """Token states centred, projected and unit-length: what the alignment compares."""
+        return _unit((states - self.weights.center) @ self.weights.proj)
 
     def score(self, q: ReadQuestion, passage: Encoded, sentences: list[tuple[int, int]]) -> np.ndarray:
         """A logit per sentence: higher when the sentence, read in ``passage``, says the answer."""
@@ -126,7 +126,7 @@ class Reader:
             rows = span_rows(passage, s, e)
             if rows.size == 0:
                 continue
-            toks = _unit((passage.states[rows] - w.center) @ w.proj)
+            toks = self._project(passage.states[rows])
             align = float((q.tokens @ toks.T).max(axis=1) @ q.weights)
             pooled = float(_unit(passage.states[rows].mean(axis=0)) @ q.vector)
             out[i] = w.a * align + w.b * pooled + w.c

@@ -125,7 +125,8 @@ class CrossScorer:
         self.torch, self.model, self.encoder, self.batch = torch, model, encoder, batch
         self.memo: dict[tuple[str, str], float] = {}
 
-    def score(self, pairs: list[tuple[str, str]]) -> list[float]:
+    def score(self, pairs: list[tuple[str, str]]) -> dict[tuple[str, str], float]:
+        """The logit of each pair (all pairs read so far)."""
         torch = self.torch
         todo = sorted({p for p in pairs if p not in self.memo})
         if todo:
@@ -138,7 +139,7 @@ class CrossScorer:
                     ids, mask = _pad(torch, [encoded[i] for i in chunk], self.encoder.tokenizer.eos)
                     for i, v in zip(chunk, self.model(ids, mask).tolist(), strict=True):
                         self.memo[todo[i]] = float(v)
-        return [self.memo[p] for p in pairs]
+        return self.memo
 
 
 def _pad(torch: Any, seqs: list[list[int]], pad: int) -> tuple[Any, Any]:
@@ -154,19 +155,12 @@ def _pad(torch: Any, seqs: list[list[int]], pad: int) -> tuple[Any, Any]:
 def evaluate(scorer: CrossScorer, items: list[Any]) -> dict[str, Any]:
     """Pair AUC on answer-sentence-removed pairs and sentence R@1, per question language."""
     from evals.reader.data import removed_pairs
-    from evals.reader.measure import by_language, sentence_r1
+    from evals.reader.measure import by_language, memo_scores, sentence_r1, wanted_pairs
 
     pairs = list(removed_pairs(items))
-    wanted = [(p.item.question, p.context[s:e]) for p in pairs for s, e in p.sentences]
-    wanted += [(it.question, it.context[s:e]) for it in items for s, e in it.sentences]
-    scorer.score(wanted)  # one batched pass over everything
-
-    def pair_score(p: Any) -> float:
-        return max(scorer.score([(p.item.question, p.context[s:e]) for s, e in p.sentences]), default=-1e9)
-
-    def sentences(it: Any) -> np.ndarray:
-        return np.array(scorer.score([(it.question, it.context[s:e]) for s, e in it.sentences]))
-
+    # one batched pass over everything, sorted by length across questions
+    memo = scorer.score([(q, s) for q, sents in wanted_pairs(items, pairs).items() for s in sents])
+    pair_score, sentences = memo_scores(memo)
     out = by_language(pairs, pair_score)
     out["sentence_r1"] = sentence_r1(items, sentences)
     return out
@@ -225,17 +219,17 @@ def train_cross(out: Any, config: Any, log: Any = print) -> Any:
         pairs = training_pairs(train_items, rng)
         rng.shuffle(pairs)
         # Length buckets: batches of similar length pad less (sorted within windows of 8 batches, then shuffled).
-        lengths = {(q, s): len(pair_ids(encoder, q, s)) for q, s, _ in pairs}
+        encoded = {(q, s): pair_ids(encoder, q, s) for q, s, _ in pairs}
         window = config.batch * 8
         batches = []
         for w in range(0, len(pairs), window):
-            part = sorted(pairs[w : w + window], key=lambda p: lengths[(p[0], p[1])])
+            part = sorted(pairs[w : w + window], key=lambda p: len(encoded[(p[0], p[1])]))
             batches += [part[k : k + config.batch] for k in range(0, len(part), config.batch)]
         rng.shuffle(batches)
         model.train()
         seen, loss_sum = 0, 0.0
         for batch in batches:
-            ids, mask = _pad(torch, [pair_ids(encoder, q, s) for q, s, _ in batch], encoder.tokenizer.eos)
+            ids, mask = _pad(torch, [encoded[(q, s)] for q, s, _ in batch], encoder.tokenizer.eos)
             labels = torch.tensor([y for _, _, y in batch])
             loss = torch.nn.functional.binary_cross_entropy_with_logits(model(ids, mask), labels)
             opt.zero_grad()

@@ -75,17 +75,21 @@ def xquad_items(root: Path = SHARED / "xquad") -> list[ReadingItem]:
     items = []
     for art in ar["data"]:
         for p in art["paragraphs"]:
-            spans = answer_spans(p["context"])
-            for qa in p["qas"]:
-                answer = _answer_sentences(spans, qa["answers"])
-                if not answer:
-                    continue
-                for lang, question in (("ar", qa["question"]), ("en", english.get(qa["id"]))):
-                    if question:
-                        items.append(ReadingItem(
-                            f"xquad-{lang}-{qa['id']}", lang, question.strip(), p["context"], tuple(spans), answer,
-                            art["title"], "xquad", ours[art["title"]],
-                        ))
+            asked = [(f"xquad-{lang}-{qa['id']}", lang, question.strip(), qa["answers"]) for qa in p["qas"]
+                     for lang, question in (("ar", qa["question"]), ("en", english.get(qa["id"]))) if question]
+            items += _paragraph_items(p["context"], asked, art["title"], "xquad", ours[art["title"]])
+    return items
+
+
+def _paragraph_items(context: str, asked: list[tuple[str, str, str, list[dict[str, Any]]]], group: str,
+                     source: str, split: str) -> list[ReadingItem]:
+    """One item per question ``(id, language, question, answers)`` whose answer starts in a sentence."""
+    spans = answer_spans(context)
+    items = []
+    for qid, lang, question, answers in asked:
+        answer = _answer_sentences(spans, answers)
+        if answer:
+            items.append(ReadingItem(qid, lang, question, context, tuple(spans), answer, group, source, split))
     return items
 
 
@@ -97,14 +101,9 @@ def arcd_items(path: Path = SHARED / "arcd-train" / "arcd-train.json", dev_share
     items = []
     for art in data["data"]:
         for p in art["paragraphs"]:
-            spans = answer_spans(p["context"])
-            for qa in p["qas"]:
-                answer = _answer_sentences(spans, qa["answers"])
-                if answer:
-                    items.append(ReadingItem(
-                        f"arcd-{qa['id']}", "ar", qa["question"].strip(" -\n\t"), p["context"], tuple(spans), answer,
-                        art["title"], "arcd", "dev" if art["title"] in dev else "train",
-                    ))
+            asked = [(f"arcd-{qa['id']}", "ar", qa["question"].strip(" -\n\t"), qa["answers"]) for qa in p["qas"]]
+            split = "dev" if art["title"] in dev else "train"
+            items += _paragraph_items(p["context"], asked, art["title"], "arcd", split)
     return items
 
 

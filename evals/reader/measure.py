@@ -15,10 +15,16 @@ from rag.reader import Reader, ReaderWeights
 PairScore = Callable[[Pair], float]
 
 
-def _auc(labels: np.ndarray, scores: np.ndarray) -> float:
-    from evals.reader.train import pair_auc
+def pair_auc(labels: np.ndarray, scores: np.ndarray) -> float:
+    """Probability that a positive outscores a negative (ties count half)."""
+    from scipy.stats import rankdata
 
-    return pair_auc(labels, scores)
+    r = rankdata(scores)
+    pos = labels == 1
+    npos, nneg = int(pos.sum()), int((~pos).sum())
+    if npos == 0 or nneg == 0:
+        return float("nan")
+    return float((r[pos].sum() - npos * (npos + 1) / 2) / (npos * nneg))
 
 
 def by_language(pairs: list[Pair], score: PairScore) -> dict[str, Any]:
@@ -28,7 +34,7 @@ def by_language(pairs: list[Pair], score: PairScore) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for lang in sorted(set(langs)):
         sel = langs == lang
-        out[lang] = round(_auc(labels[sel], scores[sel]), 4)
+        out[lang] = round(pair_auc(labels[sel], scores[sel]), 4)
         out[f"{lang}_pairs"] = int(sel.sum())
     out["mean"] = round(float(np.mean([out[k] for k in sorted(set(langs))])), 4)
     return out
@@ -127,7 +133,7 @@ def run(out: Any, weights: list[Any], cache_dir: Any) -> dict[str, Any]:
                         f"{seconds * 1000 / max(len(memo), 1):.1f} ms each, tokenizing included (its table row "
                         "times only the lookups).")
 
-            split_readers.append((f"{cross.name} (cross-encoder, int8 ONNX)", *_memo_scores(memo)))
+            split_readers.append((f"{cross.name} (cross-encoder, int8 ONNX)", *memo_scores(memo)))
         for name, pair_score, sent_scores in split_readers:
             assert pair_score is not None
             t0 = time.perf_counter()
@@ -145,13 +151,19 @@ def run(out: Any, weights: list[Any], cache_dir: Any) -> dict[str, Any]:
     return data
 
 
-def cross_scores(reader: Any, items: list[ReadingItem], pairs: list[Pair]) -> dict[tuple[str, str], float]:
-    """Every (question, sentence) the pairs and items need, read once by the cross reader."""
+def wanted_pairs(items: list[ReadingItem], pairs: list[Pair]) -> dict[str, set[str]]:
+    """Each question's sentences that the pairs and the items need read."""
     wanted: dict[str, set[str]] = {}
     for p in pairs:
         wanted.setdefault(p.item.question, set()).update(p.context[s:e] for s, e in p.sentences)
     for it in items:
         wanted.setdefault(it.question, set()).update(it.context[s:e] for s, e in it.sentences)
+    return wanted
+
+
+def cross_scores(reader: Any, items: list[ReadingItem], pairs: list[Pair]) -> dict[tuple[str, str], float]:
+    """Every (question, sentence) the pairs and items need, read once by the cross reader."""
+    wanted = wanted_pairs(items, pairs)
     memo: dict[tuple[str, str], float] = {}
     for q, sents in wanted.items():
         ordered = sorted(sents)
@@ -160,7 +172,7 @@ def cross_scores(reader: Any, items: list[ReadingItem], pairs: list[Pair]) -> di
     return memo
 
 
-def _memo_scores(memo: dict[tuple[str, str], float]) -> tuple[PairScore, Callable[[ReadingItem], np.ndarray]]:
+def memo_scores(memo: dict[tuple[str, str], float]) -> tuple[PairScore, Callable[[ReadingItem], np.ndarray]]:
     def pair_score(p: Pair) -> float:
         return max((memo[(p.item.question, p.context[s:e])] for s, e in p.sentences), default=-1e9)
 
@@ -187,6 +199,6 @@ def release_auc(reader: Any, per_language: int = 150, seed: int = 13) -> dict[st
         mine = [it for it in test if it.lang == lang]
         chosen += rng.sample(mine, min(per_language, len(mine)))
     pairs = list(removed_pairs(chosen))
-    pair_score, _ = _memo_scores(cross_scores(reader, [], pairs))
+    pair_score, _ = memo_scores(cross_scores(reader, [], pairs))
     auc = by_language(pairs, pair_score)
     return {lang: auc[lang] for lang in ("ar", "en") if lang in auc}

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from evals.reader.data import ReadingItem, StateCache, all_items
+from evals.reader.measure import removed_pair_auc
 from rag.encoder import Encoded, PackedEncoder
 from rag.reader import ReaderWeights, content_rows, span_rows
 
@@ -137,22 +138,8 @@ class _Model:
                              float(self.rarity.detach()), a, b, c)
 
 
-def pair_auc(labels: np.ndarray, scores: np.ndarray) -> float:
-    """Probability that a positive outscores a negative (ties count half)."""
-    from scipy.stats import rankdata
-
-    r = rankdata(scores)
-    pos = labels == 1
-    npos, nneg = int(pos.sum()), int((~pos).sum())
-    if npos == 0 or nneg == 0:
-        return float("nan")
-    return float((r[pos].sum() - npos * (npos + 1) / 2) / (npos * nneg))
-
-
 def train(out: Path, config: TrainConfig, cache_dir: Path, log: Any = print) -> Path:
     torch = _torch()
-    from evals.reader.measure import removed_pair_auc
-
     out.mkdir(parents=True, exist_ok=True)
     (out / "config.json").write_text(json.dumps(asdict(config), indent=2))
     random.seed(config.seed)
