@@ -287,6 +287,23 @@ class SlackSettings(BaseModel):
         return bool(self.bot_token and self.app_token)
 
 
+class DatabaseSettings(BaseModel):
+    """The service's own state (conversations, Slack answers, ratings and retries, rate limits, job leases)."""
+
+    url: str | None = Field(default=None, description="postgresql://user:password@host:5432/db: one database shared "
+                            "by every service process (run several behind a load balancer). Unset: SQLite files "
+                            "under the data folder, for one process.")
+
+    @field_validator("url")
+    @classmethod
+    def _postgres_only(cls, v: str | None) -> str | None:
+        if not v or not v.strip():
+            return None
+        if not v.startswith(("postgresql://", "postgresql+psycopg://", "postgres://")):
+            raise ValueError("database.url must start with postgresql:// (unset it for the SQLite default)")
+        return v.strip()
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="SANAD_", env_nested_delimiter="__", env_file=".env", extra="ignore")
 
@@ -300,6 +317,7 @@ class Settings(BaseSettings):
     service: ServiceSettings = ServiceSettings()
     slack: SlackSettings = SlackSettings()
     feeds: FeedSettings = FeedSettings()
+    database: DatabaseSettings = DatabaseSettings()
     # SANAD_API_KEYS: comma-separated bearer keys; empty means the API is open.
     api_keys: str = ""
     # SANAD_API_KEY: the key the CLI sends to a server that holds the data folder (default: the first of

@@ -105,7 +105,8 @@ class Runtime:
         if not settings.qdrant.url and not isinstance(engine.store.client, LockedClient):
             engine.store.client = LockedClient(engine.store.client)  # type: ignore[assignment]
         count_embedder_failures(engine, self.metrics)  # the engine falls back to lexical retrieval quietly
-        self._conversations = ConversationStore.open(settings.data_dir, settings.service.max_turns)
+        self._conversations = ConversationStore.open(settings.data_dir, settings.service.max_turns,
+                                                     settings.database.url)
         if embedded_store(settings):
             write_owner(settings)
             self._owner_written = True

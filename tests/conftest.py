@@ -82,3 +82,31 @@ def seeded_engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sanad]:
     index_seeds(eng, settings)
     yield eng
     eng.close()
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[str]:
+    """A PostgreSQL server for this test session (skips the tests that need one where it cannot start)."""
+    from tests.postgres import server
+
+    try:
+        with server() as base:
+            yield base
+    except RuntimeError as exc:
+        pytest.skip(str(exc))
+
+
+@pytest.fixture
+def postgres_url(postgres_server: str) -> str:
+    """An empty PostgreSQL database of this test's own."""
+    from tests.postgres import new_database
+
+    return new_database(postgres_server)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest) -> str | None:
+    """Each backend in turn: ``None`` (SQLite files under the data folder) and a PostgreSQL database."""
+    if request.param == "sqlite":
+        return None
+    return str(request.getfixturevalue("postgres_url"))

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import sqlite3
 import threading
 import time
 from datetime import UTC, datetime, timedelta
@@ -11,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
 from rag.engine import Sanad
@@ -18,6 +18,7 @@ from rag.models import Answer
 from rag.settings import ServiceSettings, Settings
 from service.app import create_app
 from service.conversations import ConversationStore
+from service.database import DatabaseUnavailable
 from service.retention import Retention
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
@@ -32,9 +33,7 @@ def _answer() -> Answer:
 def _add(store: ConversationStore, sid: str, updated: datetime) -> None:
     """A session with one exchange, last updated at ``updated``."""
     store.append_exchange(sid, "سؤال", _answer())
-    with sqlite3.connect(store.path) as db:
-        db.execute("UPDATE sessions SET updated_at = ? WHERE id = ?",
-                   (updated.astimezone(UTC).isoformat(timespec="milliseconds"), sid))
+    store.set_updated(sid, updated)
 
 
 def _ids(store: ConversationStore) -> set[str]:
@@ -42,13 +41,13 @@ def _ids(store: ConversationStore) -> set[str]:
 
 
 def _turn_count(store: ConversationStore) -> int:
-    with sqlite3.connect(store.path) as db:
-        return int(db.execute("SELECT COUNT(*) FROM turns").fetchone()[0])
+    with store.engine.connect() as db:
+        return int(db.execute(sa.text("SELECT COUNT(*) FROM turns")).scalar_one())
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Any:
-    s = ConversationStore.open(tmp_path, max_turns=10)
+def store(tmp_path: Path, database_url: str | None) -> Any:
+    s = ConversationStore.open(tmp_path, max_turns=10, url=database_url)
     yield s
     s.close()
 
@@ -114,12 +113,15 @@ def test_prune_works_in_batches(store: ConversationStore) -> None:
     for i in range(5):
         _add(store, f"k{i}", NOW - timedelta(minutes=i))
     calls: list[str] = []
-    real = store._db
-    store._db = _Tracing(real, calls)  # type: ignore[assignment]
+
+    def record(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        calls.append(statement)
+
+    sa.event.listen(store.engine, "before_cursor_execute", record)
     try:
         assert store.prune(max_age_days=90, max_sessions=3, now=NOW, batch_size=5) == 25
     finally:
-        store._db = real
+        sa.event.remove(store.engine, "before_cursor_execute", record)
     deletes = [sql for sql in calls if sql.startswith("DELETE")]
     # 23 expired: 5 + 5 + 5 + 5 + 3; then 2 beyond the cap in one batch.
     assert len(deletes) == 6
@@ -151,20 +153,6 @@ def test_settings_defaults_and_bounds() -> None:
             ServiceSettings(**bad)  # type: ignore[arg-type]
     for name in ("conversation_max_age_days", "max_conversations", "retention_interval_seconds"):
         assert ServiceSettings.model_fields[name].description
-
-
-class _Tracing:
-    """A connection wrapper that records the SQL it runs."""
-
-    def __init__(self, db: sqlite3.Connection, calls: list[str]) -> None:
-        self._db, self._calls = db, calls
-
-    def execute(self, sql: str, params: Any = ()) -> sqlite3.Cursor:
-        self._calls.append(sql)
-        return self._db.execute(sql, params)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._db, name)
 
 
 # -- the service -----------------------------------------------------------------------------------
@@ -240,7 +228,7 @@ def test_a_failing_pass_is_logged_and_the_service_keeps_answering(
         tmp_path: Path, seeded_engine: Sanad, caplog: pytest.LogCaptureFixture,
         monkeypatch: pytest.MonkeyPatch) -> None:
     def broken(self: ConversationStore, *args: Any, **kwargs: Any) -> int:
-        raise sqlite3.OperationalError("disk I/O error")
+        raise DatabaseUnavailable("database unavailable: disk I/O error")
 
     monkeypatch.setattr(ConversationStore, "prune", broken)
     service = ServiceSettings(retention_interval_seconds=0.01)

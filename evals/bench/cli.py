@@ -158,12 +158,17 @@ def mixed(
     seed: Annotated[int, typer.Option(help="Which chunks count as filled.")] = 7,
     data_dir: Annotated[Path | None, typer.Option(help="Keep the indexes here (default: a temporary folder).")]
     = None,
+    forms: Annotated[bool, typer.Option("--forms", help="Also fit and compare the scale-aware forms of the "
+                                        "estimate (relative to the dense floor; calibrated per question).")] = False,
+    archive_index: Annotated[Path | None, typer.Option(help="With --forms: a `mixed-archive` data dir, measured "
+                                                       "as it stands (its gold: --gold).")] = None,
     out: Out = RESULTS,
 ) -> None:
     """Retrieval while dense vectors are filled in: the mixed ranking at 25/50/75% filled vs lexical and hybrid."""
     from evals.bench import mixed as mod
 
-    mod.run(xquad or [], archive, day, gold or [], out, seed=seed, do_fit=fit, data_dir=data_dir)
+    mod.run(xquad or [], archive, day, gold or [], out, seed=seed, do_fit=fit, data_dir=data_dir, forms=forms,
+            archive_index=archive_index)
 
 
 @bench_app.command("mixed-archive")

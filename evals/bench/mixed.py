@@ -148,8 +148,14 @@ def _queries(corpus: Corpus, items: list[GoldItem], candidates: int) -> tuple[li
     engine = corpus.engine
     assert engine is not None
     ids = sorted(corpus.points)
-    where = {pid: n for n, pid in enumerate(ids)}
     matrix = np.stack([corpus.vectors[pid] for pid in ids])
+    return ids, _ask(engine, ids, matrix, items, candidates)
+
+
+def _ask(engine: Sanad, ids: list[str], matrix: np.ndarray, items: list[GoldItem], candidates: int) -> list[_Query]:
+    """Each question's cosine with every chunk (rows of ``matrix``, in the order of ``ids``) and its lexical
+    prefetch from the store."""
+    where = {pid: n for n, pid in enumerate(ids)}
     out = []
     for item in items:
         qv = engine.retriever.query_vector(item.question)
@@ -159,61 +165,153 @@ def _queries(corpus: Corpus, items: list[GoldItem], candidates: int) -> tuple[li
             if sparse.indices else []
         out.append(_Query(item, cos, np.array([where[str(p.id)] for p in pts], dtype=int),
                           np.array([float(p.score) for p in pts], dtype=np.float32)))
-    return ids, out
+    return out
 
 
-def _simulate(corpus: Corpus, ids: list[str], queries: list[_Query], filled: np.ndarray, offset: float,
-              slope: float, weight: float, saturation: float, candidates: int) -> list[list[str]]:
-    docs = [str((corpus.points[pid].payload or {})["doc_id"]) for pid in ids]
+def _simulate(docs: list[str], queries: list[_Query], filled: np.ndarray, offset: float,
+              slope: float, weight: float, saturation: float, candidates: int, form: str = "fixed") -> list[list[str]]:
+    """The Query API formula in numpy. ``form`` is the waiting chunk's estimated cosine: ``fixed`` (shipped)
+    ``offset + slope * sq``; two scale-aware alternatives measured against it: ``floor``, relative to the
+    question's lowest cosine among its dense candidates (which rises with the archive's size), and
+    ``calibrated``, a line ``cos ~ sq`` fitted per question on the lexical candidates that have their vector,
+    moved by ``offset`` (``slope`` unused)."""
     out = []
     for q in queries:
         cos = np.where(filled, q.cos, -np.inf)
-        dense_idx = np.argpartition(-cos, min(candidates, len(cos) - 1))[:candidates]
-        dense_idx = dense_idx[np.isfinite(cos[dense_idx])]
+        k = min(candidates, int(filled.sum()))
+        dense_idx = np.argpartition(-cos, k - 1)[:k] if k else np.array([], dtype=int)
         score: dict[int, float] = {int(i): float(q.cos[i]) for i in dense_idx}
-        for i, s in zip(q.lex_idx, q.lex_raw, strict=True):
-            sq = s / (s + saturation)
-            extra = weight * sq + (0.0 if filled[i] else offset + slope * sq)
+        sq = q.lex_raw / (q.lex_raw + saturation)
+        a, b = offset, slope
+        if form == "floor":
+            a = (float(cos[dense_idx].min()) if k else 0.0) + offset
+        elif form == "calibrated":
+            have = filled[q.lex_idx]
+            if have.sum() >= 5:
+                x, y = sq[have], q.cos[q.lex_idx][have]
+                b = max(float(np.polyfit(x, y, 1)[0]) if np.ptp(x) > 0 else 0.0, 0.0)
+                a = float(y.mean() - b * x.mean()) + offset
+            else:  # too few to fit: the shipped estimate
+                a, b = 0.75, 0.2
+        for i, s in zip(q.lex_idx, sq, strict=True):
+            extra = weight * s + (0.0 if filled[i] else a + b * s)
             score[int(i)] = score.get(int(i), 0.0) + extra
         order = sorted(score, key=lambda i: -score[i])[: TOP * 4]
         out.append(distinct_docs([docs[i] for i in order]))
     return out
 
 
-def fit(corpora: list[Corpus], seed: int) -> tuple[float, float, list[dict[str, Any]]]:
-    """Offset and slope maximising mean (hit@1 + hit@10) / 2 over the dev items of each set and language
-    (weighted equally) at 25, 50 and 75% filled."""
-    r = corpora[0].engine.settings.retrieval  # type: ignore[union-attr]
-    cand = max(r.candidates, TOP * 4)
+@dataclass
+class _Group:
+    """Questions of one language over one index, with the fill states (name, which chunks filled) to simulate."""
+    name: str
+    lang: str
+    docs: list[str]  # each chunk's article, in the order of the queries' cosines
+    queries: list[_Query]
+    masks: list[tuple[str, np.ndarray]]
+
+
+def _groups(corpora: list[Corpus], split: str, seed: int, cand: int) -> list[_Group]:
     groups = []
     for c in corpora:
-        dev = [i for i in c.items if i.split == "dev" and i.answerable]
-        ids, qs = _queries(c, dev, cand)
+        items = [i for i in c.items if i.split == split and i.answerable]
+        ids, qs = _queries(c, items, cand)
+        docs = [str((c.points[pid].payload or {})["doc_id"]) for pid in ids]
         masks = []
         for share in FRACTIONS:
-            rng = random.Random(seed)
-            chosen = set(rng.sample(ids, round(share * len(ids))))
-            masks.append(np.array([pid in chosen for pid in ids]))
-        for lang in sorted({i.lang for i in dev}):
-            groups.append((c, ids, [q for q in qs if q.item.lang == lang], masks))
+            chosen = set(random.Random(seed).sample(ids, round(share * len(ids))))
+            masks.append((f"{round(share * 100)}%", np.array([pid in chosen for pid in ids])))
+        for lang in sorted({i.lang for i in items}):
+            groups.append(_Group(c.name, lang, docs, [q for q in qs if q.item.lang == lang], masks))
+    return groups
+
+
+def archive_groups(folder: Path, gold: list[Path], split: str, cand: int) -> list[_Group]:
+    """An archive index as it stands (``sanad bench mixed-archive``'s data dir, part filled newest first)."""
+    settings = Settings(data_dir=folder)
+    engine = Sanad.open(settings)
+    try:
+        by_url = {k: str(r["doc_id"]) for r in engine.store.iter_documents(["doc_id", "url"])
+                  if (k := _url_key(r.get("url"))) is not None}
+        items = [i for i in _map_gold([i for g in gold for i in load_gold(g)], by_url)
+                 if i.split == split and i.answerable]
+        ids: list[str] = []
+        docs: list[str] = []
+        filled: list[bool] = []
+        rows: list[np.ndarray | None] = []
+        offset = None
+        while True:
+            pts, offset = engine.store.client.scroll(engine.store.chunks, limit=2048, offset=offset,
+                                                     with_payload=["doc_id", "dense"], with_vectors=[DENSE])
+            for p in pts:
+                has = bool((p.payload or {}).get("dense"))
+                ids.append(str(p.id))
+                docs.append(str((p.payload or {})["doc_id"]))
+                filled.append(has)
+                rows.append(np.asarray((p.vector or {})[DENSE], dtype=np.float32) if has  # type: ignore[index,call-overload]
+                            else None)
+            if offset is None:
+                break
+        zero = np.zeros(len(next(r for r in rows if r is not None)), np.float32)
+        matrix = np.stack([zero if r is None else r for r in rows])  # a waiting chunk's cosine is never read
+        qs = _ask(engine, ids, matrix, items, cand)
+        mask = np.array(filled)
+        return [_Group("archive", lang, docs, [q for q in qs if q.item.lang == lang],
+                       [(f"{mask.mean():.0%} (as filled)", mask)]) for lang in sorted({i.lang for i in items})]
+    finally:
+        engine.close()
+
+
+GRIDS = {  # the estimate's forms (see _simulate) and the (offset, slope) grid each is fitted over
+    "fixed": (np.arange(0.5, 0.951, 0.025), np.arange(0.0, 0.61, 0.05)),
+    "floor": (np.arange(-0.25, 0.151, 0.025), np.arange(0.0, 0.61, 0.1)),
+    "calibrated": (np.arange(-0.1, 0.151, 0.025), np.array([0.0])),
+}
+
+
+def _objective(groups: list[_Group], form: str, offset: float, slope: float, weight: float, saturation: float,
+               cand: int) -> tuple[float, dict[str, dict[str, Any]]]:
+    per = {}
+    for g in groups:
+        for label, mask in g.masks:
+            h = _hits(_simulate(g.docs, g.queries, mask, offset, slope, weight, saturation, cand, form),
+                      [q.item for q in g.queries])
+            per[f"{g.name} {g.lang} {label}"] = h
+    return float(np.mean([(h["hit@1"] + h["hit@10"]) / 2 for h in per.values()])), per
+
+
+def fit(groups: list[_Group], r: Any, form: str = "fixed") -> tuple[float, float, list[dict[str, Any]]]:
+    """Offset and slope maximising mean (hit@1 + hit@10) / 2 over the dev groups (each set, language and
+    fill state weighted equally)."""
+    cand = max(r.candidates, TOP * 4)
+    offsets, slopes = GRIDS[form]
     grid = []
-    for offset in np.arange(0.5, 0.951, 0.025):
-        for slope in np.arange(0.0, 0.61, 0.05):
-            per = []
-            for c, ids, qs, masks in groups:
-                for mask in masks:
-                    h = _hits(_simulate(c, ids, qs, mask, float(offset), float(slope), r.lexical_weight,
-                                        r.lexical_saturation, cand), [q.item for q in qs])
-                    per.append((h["hit@1"] + h["hit@10"]) / 2)
+    for offset in offsets:
+        for slope in slopes:
+            obj, _ = _objective(groups, form, float(offset), float(slope), r.lexical_weight, r.lexical_saturation,
+                                cand)
             grid.append({"offset": round(float(offset), 3), "slope": round(float(slope), 3),
-                         "objective": round(float(np.mean(per)), 4)})
+                         "objective": round(obj, 4)})
     best = max(grid, key=lambda g: (g["objective"], -g["slope"], -g["offset"]))
     return best["offset"], best["slope"], grid
 
 
+def compare_forms(dev: list[_Group], test: list[_Group], r: Any) -> dict[str, Any]:
+    """Each form fitted on ``dev``, then measured on ``test`` (never fitted on)."""
+    cand = max(r.candidates, TOP * 4)
+    out = {}
+    for form in GRIDS:
+        offset, slope, grid = fit(dev, r, form)
+        obj, per = _objective(test, form, offset, slope, r.lexical_weight, r.lexical_saturation, cand)
+        out[form] = {"offset": offset, "slope": slope, "dev_objective": max(g["objective"] for g in grid),
+                     "test_objective": round(obj, 4), "test": per}
+    return out
+
+
 def run(xquad: list[Path], archive: Path | None, day: str, gold: list[Path], out: Path, seed: int = 7,
         do_fit: bool = False, data_dir: Path | None = None,
-        pending: tuple[float, float] | None = None) -> dict[str, Any]:
+        pending: tuple[float, float] | None = None, forms: bool = False,
+        archive_index: Path | None = None) -> dict[str, Any]:
     folder = data_dir or Path(tempfile.mkdtemp(prefix="sanad-mixed-"))
     rep = Report("mixed", "Retrieval while dense vectors are filled in (mixed ranking)", out)
     corpora = []
@@ -226,10 +324,24 @@ def run(xquad: list[Path], archive: Path | None, day: str, gold: list[Path], out
         rep.data[f"{c.name}_size"] = {"articles": len(c.articles), "chunks": len(c.points), "items": len(c.items)}
     rs = corpora[0].engine.settings.retrieval  # type: ignore[union-attr]
     offset, slope = pending if pending is not None else (rs.pending_offset, rs.pending_slope)
+    cand = max(rs.candidates, TOP * 4)
     if do_fit:
-        offset, slope, grid = fit(corpora, seed)
+        offset, slope, grid = fit(_groups(corpora, "dev", seed, cand), rs)
         rep.data["fit"] = {"offset": offset, "slope": slope, "seed": seed, "best": max(g["objective"] for g in grid)}
         rep.note(f"Fitted on dev items: pending_offset = {offset}, pending_slope = {slope}")
+    if forms:
+        dev, test = _groups(corpora, "dev", seed, cand), _groups(corpora, "test", seed, cand)
+        if archive_index is not None:
+            dev += archive_groups(archive_index, gold, "dev", cand)
+            test += archive_groups(archive_index, gold, "test", cand)
+        cmp = compare_forms(dev, test, rs)
+        rep.data["forms"] = cmp
+        groups = list(next(iter(cmp.values()))["test"])
+        rep.table("The waiting chunk's estimate: each form fitted on dev, test hit@1 / hit@10 (never fitted on)",
+                  ["form", "offset", "slope", "dev objective", "test objective", *groups],
+                  [[f, c["offset"], c["slope"], c["dev_objective"], c["test_objective"],
+                    *(f'{c["test"][g]["hit@1"]:.3f} / {c["test"][g]["hit@10"]:.3f}' for g in groups)]
+                   for f, c in cmp.items()])
     rows, data = [], {}
     for c in corpora:
         eng = c.engine

@@ -126,7 +126,7 @@ class SlackBot:
     @property
     def store(self) -> SlackStore:
         if self._store is None:
-            self._store = SlackStore.open(self.settings.data_dir)
+            self._store = SlackStore.open(self.settings.data_dir, self.settings.database.url)
         return self._store
 
     async def start(self) -> None:

@@ -59,10 +59,9 @@ def feedback_line(row: dict[str, Any]) -> dict[str, Any]:
 
 def export_feedback(settings: Settings, out: TextIO) -> int:
     """Write every stored rating as a JSONL line to ``out``; returns the number of lines."""
-    path = settings.data_dir / DB_NAME
-    if not path.is_file():
+    if settings.database.url is None and not (settings.data_dir / DB_NAME).is_file():
         return 0
-    store = SlackStore(path)
+    store = SlackStore.open(settings.data_dir, settings.database.url)
     n = 0
     try:
         for row in store.feedback_rows():
