@@ -133,6 +133,7 @@ class Indexer:
                 "minhash": minhash,
                 "chars": len(article.text),
                 "indexed_at": datetime.now(UTC).isoformat(timespec="seconds"),
+                "indexed_ts": time.time(),  # for StoryIndex.refresh: what other processes indexed meanwhile
             }
         )
         return ("updated" if record else "added"), len(points)

@@ -6,7 +6,10 @@ Jaccard similarity with a stored one reaches ``threshold`` joins that article's 
 (``story_id``); otherwise it starts its own, named by its id. Exact copies score 1; lightly
 edited ones (a changed headline, a dropped photo caption, an added dateline) stay above the
 threshold. Signatures are kept on the document records, so the index is rebuilt from the store
-by any process that indexes (the CLI, the server, a second machine on a Qdrant server).
+by any process that indexes (the CLI, the server, a second machine on a Qdrant server), and every
+``REFRESH_SECONDS`` it reads what other processes indexed meanwhile (several service processes on one
+Qdrant server each take uploads). ``also_in`` is read from the store at answer time, so every process
+gives the same one.
 
 Written here rather than taken whole from a library: the shingling must fold Arabic spelling
 variants (``rag.text.fold``), and the LSH index has to be rebuilt from Qdrant records.
@@ -16,7 +19,9 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import TYPE_CHECKING
+import time
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -34,6 +39,8 @@ SHINGLE = 3
 THRESHOLD = 0.7  # estimated Jaccard of word 3-shingles; the sample checked by eye is in docs/usage.md
 SCHEME = "affine32"  # datasketch 2's default, stated: stored signatures must be read back the same way
 MIN_SHINGLES = 8  # shorter texts (a one-line brief) are too little evidence of a shared story
+REFRESH_SECONDS = 10.0
+REFRESH_MARGIN = 60.0  # read back this much before the last refresh: clocks of processes on other machines differ
 
 
 def shingles(text: str) -> set[bytes]:
@@ -52,6 +59,9 @@ def signature(text: str) -> MinHash | None:
     return m
 
 
+FIELDS = ["doc_id", "story_id", "minhash"]
+
+
 def _from_values(values: list[int]) -> MinHash:
     from datasketch import MinHash
 
@@ -68,19 +78,31 @@ class StoryIndex:
         self._signatures: dict[str, MinHash] = {}
         self._story: dict[str, str] = {}
         self._lock = threading.Lock()
+        self._loaded_at = 0.0
 
     def _load(self) -> MinHashLSH:
+        now = time.time()
         if self._lsh is None:
             from datasketch import MinHashLSH
 
             # The LSH finds candidates (its bands need a threshold below 1); each is checked against ours.
             self._lsh = MinHashLSH(threshold=min(self.threshold, 0.95), num_perm=NUM_PERM)
-            for record in self.store.iter_documents(fields=["doc_id", "story_id", "minhash"]):
-                values = record.get("minhash")
-                if not values or len(values) != NUM_PERM:
-                    continue
-                self._insert(record["doc_id"], _from_values(values), record.get("story_id") or record["doc_id"])
+            self._read(self.store.iter_documents(fields=FIELDS))
+        elif now - self._loaded_at >= REFRESH_SECONDS:
+            self._read(self.store.iter_documents(fields=FIELDS, indexed_since=self._loaded_at - REFRESH_MARGIN))
+        else:
+            return self._lsh
+        self._loaded_at = now
         return self._lsh
+
+    def _read(self, records: Iterable[dict[str, Any]]) -> None:
+        for record in records:
+            values = record.get("minhash")
+            if not values or len(values) != NUM_PERM:
+                continue
+            story = record.get("story_id") or record["doc_id"]
+            if self._story.get(record["doc_id"]) != story:
+                self._insert(record["doc_id"], _from_values(values), story)
 
     def _insert(self, doc_id: str, m: MinHash, story: str) -> None:
         assert self._lsh is not None

@@ -269,6 +269,10 @@ class ServiceSettings(BaseModel):
     retention_interval_seconds: float = Field(default=600.0, gt=0,
                                               description="Pause between the passes that delete old and surplus "
                                                           "conversations (one also runs at start-up).")
+    jobs_lease_seconds: float = Field(default=15.0, gt=0,
+                                      description="Several processes on one database: the background jobs (feeds, "
+                                                  "dense fill, retention) move to another process within about "
+                                                  "this long (plus a third of it) after theirs dies.")
 
 
 class SlackSettings(BaseModel):

@@ -69,7 +69,7 @@ _IS_DOCUMENT = models.FieldCondition(key="kind", match=models.MatchValue(value="
 
 def public_record(record: dict[str, Any]) -> dict[str, Any]:
     """A document record as users see it (API and ``sanad documents --json``): without store internals."""
-    return {k: v for k, v in record.items() if k not in ("kind", "content_hash", "minhash", "chunking")}
+    return {k: v for k, v in record.items() if k not in ("kind", "content_hash", "minhash", "chunking", "indexed_ts")}
 
 
 def document_point_id(doc_id: str) -> str:
@@ -231,13 +231,16 @@ class PassageStore:
         points, _ = self.client.scroll(self.documents, scroll_filter=flt, limit=len(page), with_payload=True)
         return sorted((dict(p.payload or {}) for p in points), key=lambda r: r["doc_id"]), len(ids)
 
-    def iter_documents(self, fields: list[str] | None = None,
-                       where: dict[str, str] | None = None) -> Iterator[dict[str, Any]]:
-        """Document records (only ``fields`` of each, when given), optionally those matching ``where``."""
+    def iter_documents(self, fields: list[str] | None = None, where: dict[str, str] | None = None,
+                       indexed_since: float | None = None) -> Iterator[dict[str, Any]]:
+        """Document records (only ``fields`` of each, when given), optionally those matching ``where`` and those
+        indexed at or after ``indexed_since`` (seconds since the epoch)."""
         must: list[models.Condition] = [
             _IS_DOCUMENT,
             *(models.FieldCondition(key=k, match=models.MatchValue(value=v)) for k, v in (where or {}).items()),
         ]
+        if indexed_since is not None:
+            must.append(models.FieldCondition(key="indexed_ts", range=models.Range(gte=indexed_since)))
         selector: models.PayloadSelector | bool = models.PayloadSelectorInclude(include=fields) if fields else True
         offset = None
         while True:

@@ -15,6 +15,7 @@ worker threads (:func:`run` and :func:`stream_async`).
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -25,10 +26,14 @@ from rag.engine import Event, Sanad
 from rag.models import Answer, SearchFilters, Turn
 from rag.settings import Settings
 from service.conversations import ConversationStore, new_session_id
+from service.database import DatabaseUnavailable
 from service.errors import APIError
 from service.metrics import Metrics
 
 T = TypeVar("T")
+
+
+log = logging.getLogger("sanad.service")
 
 
 @dataclass
@@ -38,6 +43,7 @@ class Question:
     text: str
     history: list[Turn] = field(default_factory=list)
     session_id: str | None = None  # None: nothing is stored (the client holds the conversation)
+    memory_lost: bool = False  # the database was unreachable: answered on the question alone, not stored
 
 
 class Conversations:
@@ -74,10 +80,15 @@ class Conversations:
             return Question(text, history[-keep:] if keep else [], None)
         if session_id is None:
             return Question(text, [], new_session_id())
-        if not create and not self.store.exists(session_id):
-            raise APIError(404, "session_not_found",
-                           f"No conversation with id '{session_id}'. Omit session_id to start a new one.")
-        return Question(text, self.store.history(session_id, keep), session_id)
+        try:
+            if not create and not self.store.exists(session_id):
+                raise APIError(404, "session_not_found",
+                               f"No conversation with id '{session_id}'. Omit session_id to start a new one.")
+            return Question(text, self.store.history(session_id, keep), session_id)
+        except DatabaseUnavailable as exc:
+            # The answer still comes, on the question's own words, and is not stored (``degraded``).
+            log.warning("Answering without conversation memory: %s", exc)
+            return Question(text, [], None, memory_lost=True)
 
     def answer(self, q: Question, top_k: int | None = None, filters: SearchFilters | None = None,
                endpoint: str = "chat") -> Answer:
@@ -110,11 +121,17 @@ class Conversations:
             self.metrics.observe_answer(final, retrieval_ms, answer_ms, endpoint)
 
     def _keep(self, q: Question, answer: Answer) -> Answer:
+        if q.memory_lost:
+            return answer.model_copy(update={"degraded": True})
         if q.session_id is None:
             return answer
-        answer = answer.model_copy(update={"session_id": q.session_id})
-        self.store.append_exchange(q.session_id, q.text, answer)
-        return answer
+        stored = answer.model_copy(update={"session_id": q.session_id})
+        try:
+            self.store.append_exchange(q.session_id, q.text, stored)
+        except DatabaseUnavailable as exc:
+            log.warning("The answer was given but not stored: %s", exc)
+            return answer.model_copy(update={"degraded": True})
+        return stored
 
 
 async def run(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:

@@ -24,6 +24,8 @@ from fastapi_offline import FastAPIOffline
 from rag.engine import Sanad
 from rag.settings import Settings
 from service import errors
+from service.coordination import SharedRateLimiter
+from service.database import Database
 from service.metrics import Metrics
 from service.middleware import AccessMiddleware, BodyLimitMiddleware, MetricsMiddleware
 from service.routers import chat, documents, health, openai_compat, search, sessions
@@ -68,14 +70,19 @@ def create_app(settings: Settings, engine: Sanad | None = None) -> FastAPI:
         app.state.store_error = runtime.store_error
         app.state.retention = runtime.retention
 
+    # The service's own state: SQLite files under the data folder, or one PostgreSQL database shared by every
+    # process (conversations, Slack, the rate limit, the jobs' lease). Connections open at first use.
+    database = Database(settings.database.url, settings.data_dir)
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        runtime = app.state.runtime = Runtime(settings, metrics, engine, on_change=publish)
+        runtime = app.state.runtime = Runtime(settings, metrics, engine, on_change=publish, database=database)
         try:
             await runtime.start()
             yield
         finally:
             await runtime.stop()
+            database.close()
 
     # /docs and /redoc with Swagger UI and ReDoc served from the fastapi-offline package (MIT), not a CDN:
     # Sanad runs with no internet, and so must its API documentation.
@@ -102,6 +109,7 @@ def create_app(settings: Settings, engine: Sanad | None = None) -> FastAPI:
         return page
     app.state.settings = settings
     app.state.metrics = metrics
+    app.state.database = database
     app.state.sanad = None
     app.state.retention = None  # a Retention once the conversation store is open
     app.state.store_error = None  # why the store is not usable yet (a Qdrant server down at start-up)
@@ -127,7 +135,8 @@ def create_app(settings: Settings, engine: Sanad | None = None) -> FastAPI:
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.service.max_body_bytes,
                        timeout=settings.service.body_timeout)
     app.add_middleware(AccessMiddleware, keys=ApiKeys(settings.api_key_set),
-                       limiter=RateLimiter(settings.service.rate_limit_per_minute),
+                       limiter=(SharedRateLimiter(database, settings.service.rate_limit_per_minute) if database.shared
+                                else RateLimiter(settings.service.rate_limit_per_minute)),
                        by_ip=settings.service.rate_limit_by_ip,
                        addresses=ClientAddress(settings.service.trusted_proxies))
     app.add_middleware(MetricsMiddleware, metrics=metrics, routes=lambda: app.routes)

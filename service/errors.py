@@ -18,8 +18,11 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from rag.embedding import EmbeddingError
 from rag.store import StoreError, StoreMismatch
+from service.database import DatabaseUnavailable
 
 log = logging.getLogger("sanad.service")
+DATABASE_MESSAGE = ("Stored conversations are unavailable ({exc}). Questions are still answered, without "
+                    "conversation memory.")
 
 _CODES = {
     400: "bad_request",
@@ -108,6 +111,11 @@ def _store(request: Request, exc: Exception) -> JSONResponse:
     return error_response(503, code, str(exc))
 
 
+def _database(request: Request, exc: Exception) -> JSONResponse:
+    log.error("database failure on %s %s: %s", request.method, request.url.path, exc)
+    return error_response(503, "database_unavailable", DATABASE_MESSAGE.format(exc=exc))
+
+
 def _embedding(request: Request, exc: Exception) -> JSONResponse:
     log.error("embedding failure on %s %s: %s", request.method, request.url.path, exc)
     return error_response(503, "embeddings_unavailable", str(exc))
@@ -138,6 +146,8 @@ def classify(exc: BaseException) -> tuple[int, str, str]:
         return 503, "store_unavailable", str(exc)
     if isinstance(exc, EmbeddingError):
         return 503, "embeddings_unavailable", str(exc)
+    if isinstance(exc, DatabaseUnavailable):
+        return 503, "database_unavailable", DATABASE_MESSAGE.format(exc=exc)
     if isinstance(exc, store_exception_types()):
         return 503, "store_unavailable", f"Qdrant is not reachable: {exc}"
     return 500, "internal_error", "Internal error; the server log has the details."
@@ -149,6 +159,7 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(APIError, _api)
     app.add_exception_handler(StoreError, _store)
     app.add_exception_handler(EmbeddingError, _embedding)
+    app.add_exception_handler(DatabaseUnavailable, _database)
     for exc_type in store_exception_types():
         app.add_exception_handler(exc_type, _qdrant)
     app.add_exception_handler(Exception, _unexpected)

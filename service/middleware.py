@@ -21,7 +21,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.errors import error_response
 from service.metrics import Metrics
-from service.security import ApiKeys, ClientAddress, RateLimiter, is_limited, is_public, retry_after
+from service.security import ApiKeys, ClientAddress, Limiter, is_limited, is_public, retry_after
 
 
 class MetricsMiddleware:
@@ -81,7 +81,7 @@ def _template(route: Any) -> str:
 class AccessMiddleware:
     """``Authorization: Bearer`` when keys are configured, then a token bucket per client."""
 
-    def __init__(self, app: ASGIApp, keys: ApiKeys, limiter: RateLimiter, by_ip: bool = False,
+    def __init__(self, app: ASGIApp, keys: ApiKeys, limiter: Limiter, by_ip: bool = False,
                  addresses: ClientAddress | None = None) -> None:
         self.app = app
         self.keys = keys
@@ -108,7 +108,9 @@ class AccessMiddleware:
             client = "ip:" + self.addresses.of(peer[0] if peer else None, Headers(scope=scope).get("x-forwarded-for"))
         # Keyed by API key; without keys, per address only when configured (one proxy = one address for all).
         if is_limited(scope["path"]) and (self.keys.enabled or self.by_ip):
-            wait = self.limiter.take(client)
+            # Counted in the shared database (several processes): a round trip, off the event loop.
+            wait = (await anyio.to_thread.run_sync(self.limiter.take, client) if self.limiter.blocking
+                    else self.limiter.take(client))
             if wait > 0:
                 response = error_response(
                     429, "rate_limited", f"Too many requests; retry in {retry_after(wait)} s.",

@@ -6,6 +6,11 @@ writes ``data_dir/sanad-server.json`` naming this process; it starts the retenti
 that deletes old and surplus conversations (``service/retention.py``), and with
 ``SANAD_FEEDS__URLS`` the task that polls those feeds and indexes what is new (``index/feeds.py``).
 
+The background jobs (retention, feed polling, the dense fill) run in one process at a time: the one holding the
+``jobs`` lease in the shared PostgreSQL database (``service/coordination.py``). Every process tries to take or
+renew it every third of ``service.jobs_lease_seconds``; when its holder dies, another takes the jobs over once the
+lease has run out. With the SQLite default there is one process, and it runs them.
+
 A Qdrant server (``qdrant.url``) that cannot be reached does not stop the start: the
 runtime keeps ``store_error`` (``/readyz`` and the API answer 503 with it) and reconnects
 every ``service.store_retry_seconds``; the service is ready once the server answers.
@@ -28,6 +33,8 @@ from rag.models import Article
 from rag.settings import Settings
 from rag.store import StoreUnavailable
 from service.conversations import ConversationStore
+from service.coordination import JOBS, Coordination, process_name
+from service.database import Database, DatabaseUnavailable
 from service.metrics import Metrics, count_embedder_failures
 from service.owner import remove_owner, write_owner
 from service.retention import Retention
@@ -38,9 +45,15 @@ log = logging.getLogger("sanad.service")
 
 class Runtime:
     def __init__(self, settings: Settings, metrics: Metrics, engine: Sanad | None = None,
-                 on_change: Callable[[Runtime], None] | None = None) -> None:
+                 on_change: Callable[[Runtime], None] | None = None, database: Database | None = None) -> None:
         self.settings = settings
         self.metrics = metrics
+        self.database = database or Database(settings.database.url, settings.data_dir)
+        self._owns_database = database is None
+        self.coordination: Coordination | None = None
+        self.holder = process_name()  # this process, as the jobs' lease names it
+        self.leading = False  # whether this process runs the background jobs now
+        self._lease: asyncio.Task[None] | None = None
         self.state: ServiceState | None = None  # set once the store is usable
         self.store_error: str | None = None  # why it is not usable yet (a Qdrant server down at start-up)
         self.retention: Retention | None = None
@@ -83,16 +96,20 @@ class Runtime:
         self._stopping.set()
         if self._retry is not None:
             await self._retry
-        await self._stop_feeds()  # before the engine it indexes into is closed
-        await self._stop_dense()
+        if self._lease is not None:
+            await self._lease
+        await self._stop_jobs()  # before the engine they index into and the store they prune are closed
+        if self.coordination is not None and self.database.shared:
+            with contextlib.suppress(DatabaseUnavailable):  # handed over now, not when it runs out
+                await anyio.to_thread.run_sync(self.coordination.release, JOBS, self.holder)
         self.state = None
         self._on_change(self)
-        if self.retention is not None:
-            await self.retention.stop()  # before the store it prunes is closed
         if self._owner_written:
             remove_owner(self.settings)
         if self._conversations is not None:
             self._conversations.close()
+        if self._owns_database:
+            self.database.close()
         for engine in self._opened:
             engine.close()
 
@@ -105,8 +122,8 @@ class Runtime:
         if not settings.qdrant.url and not isinstance(engine.store.client, LockedClient):
             engine.store.client = LockedClient(engine.store.client)  # type: ignore[assignment]
         count_embedder_failures(engine, self.metrics)  # the engine falls back to lexical retrieval quietly
-        self._conversations = ConversationStore.open(settings.data_dir, settings.service.max_turns,
-                                                     settings.database.url)
+        self._conversations = ConversationStore(self.database, settings.service.max_turns)
+        self.coordination = Coordination(self.database) if self.database.shared else None
         if embedded_store(settings):
             write_owner(settings)
             self._owner_written = True
@@ -117,17 +134,70 @@ class Runtime:
                                   on_dense_pending=lambda: loop.call_soon_threadsafe(self._start_dense))
         # Old and surplus conversations are deleted in the background, never in an answer's way.
         self.retention = Retention(self._conversations, settings.service)
-        self.retention.start()
         self._set_error(None)
+        if not self.database.shared:
+            self._start_jobs()  # one process: its jobs, at once, as always
+        else:
+            if self._take_lease():
+                self._start_jobs()
+            self._lease = asyncio.create_task(self._hold_lease())
+
+    # -- the background jobs, in the one process holding the lease -------------------------------------
+    def _take_lease(self) -> bool:
+        assert self.coordination is not None
+        try:
+            return self.coordination.acquire(JOBS, self.holder, self.settings.service.jobs_lease_seconds)
+        except DatabaseUnavailable as exc:
+            log.warning("The jobs' lease cannot be taken or renewed: %s", exc)
+            return False
+
+    def _start_jobs(self) -> None:
+        if self.leading:
+            return
+        self.leading = True
+        if self.database.shared:
+            log.info("This process (%s) runs the background jobs: feeds, dense fill, retention", self.holder)
+        if self.retention is not None and self._conversations is not None:
+            if self.retention.task is not None or self.retention.passes:  # stopped once: a fresh one
+                self.retention = Retention(self._conversations, self.settings.service)
+                self._on_change(self)
+            self.retention.start()
+        self._dense_stop = threading.Event()
         self._start_feeds()
         self._start_dense()
+
+    async def _stop_jobs(self) -> None:
+        if not self.leading:
+            return
+        self.leading = False
+        await self._stop_feeds()
+        await self._stop_dense()
+        if self.retention is not None:
+            await self.retention.stop()
+
+    async def _hold_lease(self) -> None:
+        """Renew the lease while holding it; take it when its holder has gone; give the jobs up if it is lost."""
+        ttl = self.settings.service.jobs_lease_seconds
+        while not self._stopping.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), timeout=ttl / 3)
+                return
+            held = await anyio.to_thread.run_sync(self._take_lease)
+            if held and not self.leading:
+                self._start_jobs()
+            elif not held and self.leading:
+                log.warning("This process no longer holds the jobs' lease: stopping its background jobs")
+                await self._stop_jobs()
+            if held:
+                self._start_dense()  # chunks left pending by another process's upload
 
     def _start_dense(self) -> None:
         """Fill in the dense vectors a bulk ``sanad index`` left pending, in the background, one batch at a
         time under the write lock, newest articles first. Meanwhile a chunk still waiting is ranked by its lexical
         score beside the hybrid-ranked ones, so answers do not wait for the encoder."""
         state = self.state
-        if state is None or state.engine.embedder is None or not self.settings.service.fill_dense:
+        if state is None or state.engine.embedder is None or not self.settings.service.fill_dense \
+                or not self.leading:
             return
         if self._dense is not None and not self._dense.done():
             self._dense_again = True  # more arrived while filling: one more pass when this one ends

@@ -53,23 +53,16 @@ class ApiKeys:
         return "key:" + hashlib.sha256(given).hexdigest()[:16]
 
 
-@dataclass
-class _Bucket:
-    tokens: float
-    stamp: float
+class Limiter:
+    """A token bucket per client: ``per_minute`` requests, refilled continuously; 0 disables it. Kept in memory
+    (:class:`RateLimiter`) or in the shared database (``service.coordination.SharedRateLimiter``, ``blocking``:
+    a round trip, called off the event loop)."""
 
+    blocking = False
 
-class RateLimiter:
-    """Token bucket per client: ``per_minute`` requests, refilled continuously; 0 disables it."""
-
-    MAX_CLIENTS = 10_000
-
-    def __init__(self, per_minute: int, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, per_minute: int) -> None:
         self.capacity = float(per_minute)
         self.rate = per_minute / 60.0
-        self.clock = clock
-        self._buckets: dict[str, _Bucket] = {}
-        self._lock = threading.Lock()
 
     @property
     def enabled(self) -> bool:
@@ -77,6 +70,27 @@ class RateLimiter:
 
     def take(self, client: str) -> float:
         """Spend one token; returns 0 if allowed, else the seconds until one is available."""
+        raise NotImplementedError
+
+
+@dataclass
+class _Bucket:
+    tokens: float
+    stamp: float
+
+
+class RateLimiter(Limiter):
+    """The buckets in this process's memory (one process: the SQLite default)."""
+
+    MAX_CLIENTS = 10_000
+
+    def __init__(self, per_minute: int, clock: Callable[[], float] = time.monotonic) -> None:
+        super().__init__(per_minute)
+        self.clock = clock
+        self._buckets: dict[str, _Bucket] = {}
+        self._lock = threading.Lock()
+
+    def take(self, client: str) -> float:
         if not self.enabled:
             return 0.0
         now = self.clock()

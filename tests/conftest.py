@@ -90,8 +90,8 @@ def postgres_server() -> Iterator[str]:
     from tests.postgres import server
 
     try:
-        with server() as base:
-            yield base
+        with server() as pg:
+            yield pg.url
     except RuntimeError as exc:
         pytest.skip(str(exc))
 

@@ -36,42 +36,64 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-@contextmanager
-def server() -> Iterator[str]:
-    """Yields the server's base URL (``postgresql://sanad@127.0.0.1:PORT``); raises RuntimeError with the reason
-    when it cannot start."""
-    bin_dir = binaries()
-    if bin_dir is None:
-        raise RuntimeError("no PostgreSQL server binaries (initdb, pg_ctl): run scripts/install-postgres.sh")
-    root = Path(tempfile.mkdtemp(prefix="sanad-pg-"))
-    as_user: list[str] = []
-    if os.geteuid() == 0:
-        runuser = shutil.which("runuser")
-        if runuser is None:
-            raise RuntimeError("running as root and no runuser to start PostgreSQL as another user")
-        as_user = [runuser, "-u", "postgres", "--"]
-        shutil.chown(root, "postgres")
-    data, port = root / "data", _free_port()
-    log = root / "server.log"
+class PostgresServer:
+    """A cluster in a temporary folder: :meth:`start` (again after :meth:`stop`: same port, same data),
+    :meth:`remove`. Raises RuntimeError with the reason when it cannot start."""
 
-    def run(*args: str) -> None:
-        done = subprocess.run([*as_user, *args], capture_output=True, text=True, timeout=120)
+    def __init__(self) -> None:
+        bin_dir = binaries()
+        if bin_dir is None:
+            raise RuntimeError("no PostgreSQL server binaries (initdb, pg_ctl): run scripts/install-postgres.sh")
+        self.bin_dir = bin_dir
+        self.root = Path(tempfile.mkdtemp(prefix="sanad-pg-"))
+        self.as_user: list[str] = []
+        if os.geteuid() == 0:
+            runuser = shutil.which("runuser")
+            if runuser is None:
+                raise RuntimeError("running as root and no runuser to start PostgreSQL as another user")
+            self.as_user = [runuser, "-u", "postgres", "--"]
+            shutil.chown(self.root, "postgres")
+        self.data, self.port = self.root / "data", _free_port()
+        self.url = f"postgresql://sanad@127.0.0.1:{self.port}"
+        try:
+            self._run(str(bin_dir / "initdb"), "-D", str(self.data), "-A", "trust", "-U", "sanad", "-E", "UTF8",
+                      "--no-sync")
+        except (RuntimeError, OSError, subprocess.TimeoutExpired) as exc:
+            self.remove()
+            raise RuntimeError(f"PostgreSQL did not start: {exc}") from exc
+
+    def _run(self, *args: str) -> None:
+        done = subprocess.run([*self.as_user, *args], capture_output=True, text=True, timeout=120)
         if done.returncode != 0:
             raise RuntimeError(f"{Path(args[0]).name} failed: {(done.stderr or done.stdout).strip()[-500:]}")
 
+    def start(self) -> str:
+        try:
+            self._run(str(self.bin_dir / "pg_ctl"), "-D", str(self.data), "-l", str(self.root / "server.log"), "-w",
+                      "-t", "60", "-o", f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 -c fsync=off "
+                      "-c max_connections=300", "start")
+        except (RuntimeError, OSError, subprocess.TimeoutExpired) as exc:
+            raise RuntimeError(f"PostgreSQL did not start: {exc}") from exc
+        return self.url
+
+    def stop(self) -> None:
+        subprocess.run([*self.as_user, str(self.bin_dir / "pg_ctl"), "-D", str(self.data), "-m", "immediate",
+                        "stop"], capture_output=True, timeout=60)
+
+    def remove(self) -> None:
+        self.stop()
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+@contextmanager
+def server() -> Iterator[PostgresServer]:
+    """A started server, removed on exit."""
+    pg = PostgresServer()
     try:
-        run(str(bin_dir / "initdb"), "-D", str(data), "-A", "trust", "-U", "sanad", "-E", "UTF8", "--no-sync")
-        run(str(bin_dir / "pg_ctl"), "-D", str(data), "-l", str(log), "-w", "-t", "60", "-o",
-            f"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200", "start")
-    except (RuntimeError, OSError, subprocess.TimeoutExpired) as exc:
-        shutil.rmtree(root, ignore_errors=True)
-        raise RuntimeError(f"PostgreSQL did not start: {exc}") from exc
-    try:
-        yield f"postgresql://sanad@127.0.0.1:{port}"
+        pg.start()
+        yield pg
     finally:
-        subprocess.run([*as_user, str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"],
-                       capture_output=True, timeout=60)
-        shutil.rmtree(root, ignore_errors=True)
+        pg.remove()
 
 
 def new_database(base: str) -> str:

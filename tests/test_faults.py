@@ -129,7 +129,7 @@ def serving(app: FastAPI, settings: Settings) -> Iterator[str]:
 @dataclass
 class StoreState:
     chunks: dict[str, tuple[str, int]]  # point id -> (doc_id, chunk_index)
-    records: dict[str, dict[str, Any]]  # doc_id -> document record, without indexed_at
+    records: dict[str, dict[str, Any]]  # doc_id -> document record, without the indexing times
 
 
 def read_store(data_dir: Path, engine_kind: str, embed: EmbedSettings | None = None) -> StoreState:
@@ -149,7 +149,7 @@ def read_store(data_dir: Path, engine_kind: str, embed: EmbedSettings | None = N
         records = {}
         for r in engine.store.list_documents():
             assert r["doc_id"] not in records
-            records[r["doc_id"]] = {k: v for k, v in r.items() if k != "indexed_at"}
+            records[r["doc_id"]] = {k: v for k, v in r.items() if k not in ("indexed_at", "indexed_ts")}
         return StoreState(chunks, records)
     finally:
         engine.close()

@@ -116,8 +116,9 @@ def chunks(engine: Sanad) -> list[tuple[str, dict[str, Any]]]:
 
 
 def documents(engine: Sanad) -> list[dict[str, Any]]:
-    # ``indexed_at`` is a wall-clock stamp: equal only to the second.
-    return [{k: v for k, v in r.items() if k != "indexed_at"} for r in engine.store.list_documents()]
+    # ``indexed_at`` and ``indexed_ts`` are wall-clock stamps: equal only to the second.
+    clock = ("indexed_at", "indexed_ts")
+    return [{k: v for k, v in r.items() if k not in clock} for r in engine.store.list_documents()]
 
 
 class Score(float):

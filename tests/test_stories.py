@@ -107,3 +107,24 @@ def test_every_sources_block_names_the_other_outlets(engine: Sanad) -> None:
         assert a.source in block
     slack = json.dumps([m.payload() for m in render_answer(answer, "a1")], ensure_ascii=False)
     assert "ونشرته أيضًا" in slack and all(a.source in slack for a in cited.also_in)
+
+
+def test_a_copy_taken_by_another_process_joins_the_story_the_first_one_indexed(
+        tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two service processes on one Qdrant server each take uploads: each one's story index reads what the other
+    indexed meanwhile, so a copy joins the story wherever it lands."""
+    import index.stories
+
+    monkeypatch.setattr(index.stories, "REFRESH_SECONDS", 0.0)
+    settings = Settings.in_memory(tmp_path_factory.mktemp("two"))
+    eng = Sanad.open(settings)
+    try:
+        first = Indexer(eng.store, eng.encoder, eng.embedder, settings.index)
+        second = Indexer(eng.store, eng.encoder, eng.embedder, settings.index)  # its own story index
+        second.index_articles([article("sharq-books", OTHER, "alsharq", 23)])  # loaded before the wire story
+        first.index_articles([article("spa-fire", WIRE, "spa", 22)])
+        second.index_articles([article("okaz-fire", WIRE, "okaz", 22)])
+        stories = {r["doc_id"]: r["story_id"] for r in eng.store.list_documents()}
+        assert stories["okaz-fire"] == stories["spa-fire"] != stories["sharq-books"]
+    finally:
+        eng.close()

@@ -61,6 +61,22 @@ def load(
 
 
 @bench_app.command()
+def processes(
+    database_url: Annotated[str, typer.Option(help="A PostgreSQL database for the service's state (tables added).")],
+    qdrant_url: Annotated[str, typer.Option(help="A Qdrant server the seeds are indexed into.")],
+    out: Out = RESULTS,
+    clients: Annotated[int, typer.Option(help="Closed-loop clients on POST /v1/chat.")] = 8,
+    seconds: Annotated[float, typer.Option(help="Measured seconds per setup.")] = 20.0,
+    lease: Annotated[float, typer.Option(help="service.jobs_lease_seconds of the processes.")] = 15.0,
+    takeovers: Annotated[int, typer.Option(help="Kills measured (the jobs moving to the other process).")] = 3,
+) -> None:
+    """One vs two ``sanad serve`` processes on one PostgreSQL and one Qdrant server; the jobs moving after a kill."""
+    from evals.bench import processes as mod
+
+    mod.run(out, database_url, qdrant_url, clients, seconds, lease, takeovers)
+
+
+@bench_app.command()
 def answers(
     out: Out = RESULTS,
     seconds: Annotated[float, typer.Option("--seconds", min=0.5, help="Measured seconds per level.")] = 8.0,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -10,6 +11,8 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
 from rag.store import PassageStore
+from service.coordination import JOBS
+from service.database import Database
 from service.deps import MetricsDep, authenticated
 from service.metrics import CONTENT_TYPE
 from service.state import ServiceState
@@ -18,6 +21,7 @@ router = APIRouter(tags=["health"])
 
 T = TypeVar("T")
 STORE_TIMEOUT = 5.0
+DATABASE_TIMEOUT = 5.0
 LLM_TIMEOUT = 3.0
 
 
@@ -84,6 +88,7 @@ async def readyz(request: Request) -> JSONResponse:
     else:
         body["reader"] = {"configured": True, "ok": False, "name": configured,
                           "note": "The reader could not be loaded (see the log): answers are judged on the signals."}
+    body["database"] = await _database(request, state)
     if engine.llm is None:
         body["llm"] = {"configured": False, "ok": None, "note": "offline extractive answers"}
         body["status"] = "ready"
@@ -98,7 +103,28 @@ async def readyz(request: Request) -> JSONResponse:
                            "reason": _reason(exc, timeout)}
             body["status"] = "degraded"
             body["note"] = "Answers are given offline (extractive) while the LLM is unreachable."
+    if not body["database"]["ok"]:
+        body["status"] = "degraded"
     return JSONResponse(body)
+
+
+async def _database(request: Request, state: ServiceState) -> dict[str, Any]:
+    """Which database holds the service's state, whether it answers, and (several processes) who runs the jobs."""
+    database: Database = request.app.state.database
+    out = database.describe()
+    try:
+        await _run(state.conversations.ping, DATABASE_TIMEOUT)
+        out["ok"] = True
+    except Exception as exc:
+        out |= {"ok": False, "reason": _reason(exc, DATABASE_TIMEOUT),
+                "note": "Questions are answered without conversation memory until it is back."}
+    runtime = getattr(request.app.state, "runtime", None)
+    if database.shared and runtime is not None and runtime.coordination is not None:
+        out["jobs"] = {"this_process": runtime.leading, "process": runtime.holder}
+        if out["ok"]:
+            with contextlib.suppress(Exception):
+                out["jobs"]["holder"] = await _run(lambda: runtime.coordination.holder(JOBS), DATABASE_TIMEOUT)
+    return out
 
 
 def _index_size(store: PassageStore) -> tuple[int, int]:
