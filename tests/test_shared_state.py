@@ -4,6 +4,7 @@ engine) and the database. The same routes on the SQLite default are covered by t
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
@@ -123,3 +124,21 @@ def test_a_database_that_goes_away_costs_memory_not_answers_and_comes_back(
             assert len(c.get(f"/v1/sessions/{session}", headers=AUTH).json()["turns"]) == 4
     finally:
         cm.__exit__(None, None, None)
+
+
+def test_an_upload_taken_by_another_process_is_filled_by_the_one_running_the_jobs(
+        tmp_path: Path, engine: Sanad, postgres_url: str) -> None:
+    rows = [{"id": f"brief-{i}", "title": f"خبر {i}", "date": "2015-07-22",
+             "text": f"افتتحت البلدية الحديقة رقم {i} في حي النسيم بمساحة {1000 + i} متر مربع وزودتها بممرات للمشاة."}
+            for i in range(6)]
+    with _apps(tmp_path, postgres_url, engine, jobs_lease_seconds=1.0) as clients:
+        runtimes = [c.app.state.runtime for c in clients]  # type: ignore[attr-defined]
+        leader = next(i for i, r in enumerate(runtimes) if r.leading)
+        taker = clients[1 - leader]
+        for c in clients:
+            c.app.state.settings.index.inline_dense_articles = 0  # every upload filled in the background
+        r = taker.post("/v1/documents", headers=AUTH,
+                       files={"file": ("briefs.json", json.dumps(rows, ensure_ascii=False))})
+        assert r.status_code == 201 and engine.store.count_dense_pending() > 0
+        _wait_for(lambda: engine.store.count_dense_pending() == 0, "the jobs' process to fill the upload")
+        assert runtimes[1 - leader]._dense is None  # the process that took the upload never filled
