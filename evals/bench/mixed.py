@@ -174,7 +174,8 @@ def _simulate(docs: list[str], queries: list[_Query], filled: np.ndarray, offset
     ``offset + slope * sq``; two scale-aware alternatives measured against it: ``floor``, relative to the
     question's lowest cosine among its dense candidates (which rises with the archive's size), and
     ``calibrated``, a line ``cos ~ sq`` fitted per question on the lexical candidates that have their vector,
-    moved by ``offset`` (``slope`` unused)."""
+    moved by ``offset`` (``slope`` unused); ``scaled``, ``offset - slope * log10(waiting chunks / 1000) + 0.2 * sq``
+    (lower the more chunks wait: ``slope`` is that rate, the lexical slope is the shipped 0.2)."""
     out = []
     for q in queries:
         cos = np.where(filled, q.cos, -np.inf)
@@ -185,6 +186,8 @@ def _simulate(docs: list[str], queries: list[_Query], filled: np.ndarray, offset
         a, b = offset, slope
         if form == "floor":
             a = (float(cos[dense_idx].min()) if k else 0.0) + offset
+        elif form == "scaled":
+            a, b = offset - slope * float(np.log10(max(int((~filled).sum()), 1) / 1000)), 0.2
         elif form == "calibrated":
             have = filled[q.lex_idx]
             if have.sum() >= 5:
@@ -266,6 +269,7 @@ GRIDS = {  # the estimate's forms (see _simulate) and the (offset, slope) grid e
     "fixed": (np.arange(0.5, 0.951, 0.025), np.arange(0.0, 0.61, 0.05)),
     "floor": (np.arange(-0.25, 0.151, 0.025), np.arange(0.0, 0.61, 0.1)),
     "calibrated": (np.arange(-0.1, 0.151, 0.025), np.array([0.0])),
+    "scaled": (np.arange(0.6, 0.851, 0.05), np.arange(0.0, 0.101, 0.025)),
 }
 
 
