@@ -255,6 +255,24 @@ def test_retried_event_gets_no_second_reply(bot: Bot) -> None:
     assert len(bot.fake.calls_of("chat.update")) == 1
 
 
+def test_with_its_database_unreachable_the_bot_still_answers_without_rating_buttons(
+        bot: Bot, monkeypatch: pytest.MonkeyPatch) -> None:
+    from service.database import DatabaseUnavailable
+    from service.slack.store import SlackStore
+
+    def down(*args: Any, **kwargs: Any) -> Any:
+        raise DatabaseUnavailable("database unavailable: connection refused")
+
+    for name in ("first_sighting", "add_answer", "set_message_ts"):
+        monkeypatch.setattr(SlackStore, name, down)
+    bot.event(mention(Q_WHO, ts="1700000004.000100"))
+    bot.fake.wait_for(answered(1))
+    bot.drain()
+    (reply,) = final(bot.fake)
+    assert CAIRO_MEETING in doc_ids(reply)
+    assert "sanad_feedback" not in json.dumps(reply.get("blocks"))  # a click could not be stored
+
+
 @pytest.mark.parametrize("case", ["bad signature", "stale timestamp", "no signature"])
 def test_bad_or_stale_signatures_are_rejected_before_any_work(bot: Bot, case: str) -> None:
     body = json.dumps({"type": "event_callback", "team_id": TEAM_ID, "event_id": "EvBAD",

@@ -41,11 +41,12 @@ from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.webhook.async_client import AsyncWebhookClient
 
 from rag.engine import Sanad
-from rag.models import Answer, Language
+from rag.models import Answer, Language, Turn
 from rag.settings import Settings
 from rag.text import detect_language
 from service.answering import Conversations
 from service.conversations import ConversationStore
+from service.database import DatabaseUnavailable
 from service.errors import APIError
 from service.slack.format import (
     FEEDBACK_DOWN,
@@ -219,7 +220,12 @@ class SlackBot:
         channel, ts = event.get("channel"), event.get("ts")
         if not user or not channel or not ts or user == context.get("bot_user_id"):
             return
-        if not await asyncio.to_thread(self.store.first_sighting, f"event:{event_id}", f"msg:{channel}:{ts}"):
+        try:
+            first = await asyncio.to_thread(self.store.first_sighting, f"event:{event_id}", f"msg:{channel}:{ts}")
+        except DatabaseUnavailable as exc:  # answering matters more: a retry may then be answered twice
+            log.error("Slack event %s: retries cannot be checked (%s); answering", event_id, exc)
+            first = True
+        if not first:
             log.info("Slack event %s already taken (a retry); not answered again", event_id)
             return
         thread_ts = event.get("thread_ts") or ts
@@ -277,12 +283,13 @@ class SlackBot:
                     await self._deliver(event_id, channel, thread_ts, placeholder, [simple(TEXTS["failed"][lang])])
                     return
                 answer, history = result
-                answer_id = await asyncio.to_thread(self.store.add_answer, question, answer, history, team=team,
-                                                    channel=channel, thread_ts=thread_ts, user=user)
+                answer_id = await self._keep(question, answer, history, team=team, channel=channel,
+                                             thread_ts=thread_ts, user=user)
                 last_ts = await self._deliver(event_id, channel, thread_ts, placeholder,
                                               render_answer(answer, answer_id))
-                if last_ts:
-                    await asyncio.to_thread(self.store.set_message_ts, answer_id, last_ts)
+                if last_ts and answer_id:
+                    with contextlib.suppress(DatabaseUnavailable):
+                        await asyncio.to_thread(self.store.set_message_ts, answer_id, last_ts)
         except Exception:  # never let a task die silently, never loop
             log.exception("Slack event %s: unexpected error", event_id)
 
@@ -298,9 +305,8 @@ class SlackBot:
                 messages = [simple(TEXTS[self._refusal(question) or "failed"][lang])]
             else:
                 answer, _ = result
-                answer_id = await asyncio.to_thread(self.store.add_answer, question, answer, [],
-                                                    team=command.get("team_id"), channel=command.get("channel_id"),
-                                                    user=command.get("user_id"))
+                answer_id = await self._keep(question, answer, [], team=command.get("team_id"),
+                                             channel=command.get("channel_id"), user=command.get("user_id"))
                 messages = render_answer(answer, answer_id)
             in_channel = self.settings.slack.slash_in_channel
             for m in messages:
@@ -308,6 +314,15 @@ class SlackBot:
                                     command.get("user_id"), m, in_channel)
         except Exception:
             log.exception("Slack %s: unexpected error", tag)
+
+    async def _keep(self, question: str, answer: Answer, history: list[Turn], **where: Any) -> str | None:
+        """Store the answer for its 👍/👎; ``None`` (the answer goes out without the buttons) when the database
+        cannot be reached."""
+        try:
+            return await asyncio.to_thread(self.store.add_answer, question, answer, history, **where)
+        except DatabaseUnavailable as exc:
+            log.error("Slack: the answer is sent without rating buttons (%s)", exc)
+            return None
 
     async def _record_feedback(self, body: dict[str, Any], action: dict[str, Any]) -> None:
         rating = "up" if action.get("action_id") == FEEDBACK_UP else "down"
