@@ -373,7 +373,7 @@ def _ask_here(settings: Settings, question: str, session: str | None, top_k: int
     from service.errors import APIError
 
     engine = open_engine(settings)
-    store = ConversationStore.open(settings.data_dir, settings.service.max_turns)
+    store = ConversationStore.open(settings.data_dir, settings.service.max_turns, settings.database.url)
     try:
         if engine.store.count_chunks() == 0:
             err.print("[yellow]The index is empty: run `sanad index seeds` first.[/yellow]")

@@ -266,3 +266,20 @@ def test_a_dense_pass_in_the_background_logs_progress_lines(monkeypatch: pytest.
     assert "/s, ETA" in logged[-1]
     line = cli.progress_line("dense vectors", 1_200, 67_085, 290.0)
     assert line == "dense vectors: 1,200 / 67,085 (1.8%), 4.1/s, ETA 4h 25m"
+
+
+def test_ask_keeps_its_conversation_in_the_shared_database_when_one_is_set(
+        data_dir: Path, postgres_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from service.conversations import ConversationStore
+
+    monkeypatch.setenv("SANAD_DATABASE__URL", postgres_url)
+    first = runner.invoke(app, ["ask", "--json", "من ترأس اجتماع القاهرة الطارئ عن مصر؟", "--data-dir", str(data_dir)])
+    assert first.exit_code == 0, first.stderr
+    session = json.loads(first.stdout)["session_id"]
+    follow = runner.invoke(app, ["ask", "--json", "-c", "ومن مثل تركيا فيه؟", "--data-dir", str(data_dir)])
+    assert follow.exit_code == 0 and json.loads(follow.stdout)["session_id"] == session
+    store = ConversationStore.open(data_dir / "elsewhere", 200, postgres_url)  # any process on the database
+    try:
+        assert [t.role for t in store.history(session, 10)] == ["user", "assistant", "user", "assistant"]
+    finally:
+        store.close()
