@@ -15,10 +15,4 @@ if ! command -v apt-get >/dev/null; then
   echo "No apt-get here: install FreeDict eng-ara/ara-eng (dictd format) and set SANAD_ANSWER__DICTIONARY" >&2
   exit 1
 fi
-SUDO=""
-if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
-export DEBIAN_FRONTEND=noninteractive
-$SUDO apt-get install -y --no-install-recommends $PACKAGES || {
-  $SUDO apt-get update
-  $SUDO apt-get install -y --no-install-recommends $PACKAGES
-}
+"$(dirname "$0")/apt-install.sh" $PACKAGES

@@ -14,10 +14,4 @@ if ! command -v apt-get >/dev/null; then
   echo "No apt-get here: install a PostgreSQL server (initdb, pg_ctl) to run the PostgreSQL tests" >&2
   exit 0
 fi
-SUDO=""
-if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
-export DEBIAN_FRONTEND=noninteractive
-$SUDO apt-get install -y --no-install-recommends postgresql || {
-  $SUDO apt-get update
-  $SUDO apt-get install -y --no-install-recommends postgresql
-} || echo "PostgreSQL could not be installed: its tests will skip" >&2
+"$(dirname "$0")/apt-install.sh" postgresql || echo "PostgreSQL could not be installed: its tests will skip" >&2

@@ -130,8 +130,7 @@ class Database:
             if engine.dialect.name == "postgresql":
                 conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK})
             _versions.create(conn, checkfirst=True)
-            done = conn.execute(sa.select(_versions.c.version).where(_versions.c.component == component)).scalar()
-            done = done or 0
+            done = conn.execute(sa.select(_versions.c.version).where(_versions.c.component == component)).scalar() or 0
             for version, step in enumerate(steps, start=1):
                 if version > done:
                     step(conn)
@@ -140,14 +139,6 @@ class Database:
                 conn.execute(upsert(engine, _versions, {"component": component, "version": len(steps)},
                                     ["component"], ["version"]))
         self._migrated.add(key)
-
-    def ping(self) -> None:
-        """Raises :class:`DatabaseUnavailable` if the database does not answer."""
-        try:
-            with self.engine("service").connect() as conn:
-                conn.execute(sa.text("SELECT 1"))
-        except sa.exc.SQLAlchemyError as exc:
-            raise unavailable(exc) from exc
 
     def close(self) -> None:
         with self._lock:
@@ -168,6 +159,7 @@ class StateTables:
         self.db = db
         self.engine = db.engine(self.db_name)
         self._owns = owns
+        self._migrated = False  # every call checks it: the database's own check (a URL rendered) only until then
         try:
             self._ready()
         except DatabaseUnavailable as exc:
@@ -182,8 +174,11 @@ class StateTables:
             conn.execute(sa.text("SELECT 1"))
 
     def _ready(self) -> None:
+        if self._migrated:
+            return
         with self._guard(migrating=True):
             self.db.migrate(self.engine, self.component, self.migrations)
+        self._migrated = True
 
     @contextlib.contextmanager
     def _guard(self, migrating: bool = False) -> Iterator[None]:

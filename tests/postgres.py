@@ -10,13 +10,14 @@ from __future__ import annotations
 import glob
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+from tests.servers import free_port
 
 BIN_GLOBS = ("/usr/lib/postgresql/*/bin",)
 
@@ -28,12 +29,6 @@ def binaries() -> Path | None:
                 return Path(folder)
     found = shutil.which("initdb")
     return Path(found).parent if found else None
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class PostgresServer:
@@ -53,7 +48,7 @@ class PostgresServer:
                 raise RuntimeError("running as root and no runuser to start PostgreSQL as another user")
             self.as_user = [runuser, "-u", "postgres", "--"]
             shutil.chown(self.root, "postgres")
-        self.data, self.port = self.root / "data", _free_port()
+        self.data, self.port = self.root / "data", free_port()
         self.url = f"postgresql://sanad@127.0.0.1:{self.port}"
         try:
             self._run(str(bin_dir / "initdb"), "-D", str(self.data), "-A", "trust", "-U", "sanad", "-E", "UTF8",
