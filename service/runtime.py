@@ -41,6 +41,7 @@ from service.retention import Retention
 from service.state import LockedClient, ServiceState, embedded_store
 
 log = logging.getLogger("sanad.service")
+SWEEP_EVERY = 60  # lease renewals between two sweeps of the rate limit's full buckets (15 s lease: every 5 min)
 
 
 class Runtime:
@@ -178,6 +179,7 @@ class Runtime:
     async def _hold_lease(self) -> None:
         """Renew the lease while holding it; take it when its holder has gone; give the jobs up if it is lost."""
         ttl = self.settings.service.jobs_lease_seconds
+        renewals = 0
         while not self._stopping.is_set():
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stopping.wait(), timeout=ttl / 3)
@@ -190,6 +192,18 @@ class Runtime:
                 await self._stop_jobs()
             if held:
                 self._start_dense()  # chunks left pending by another process's upload
+                renewals += 1
+                if renewals % SWEEP_EVERY == 0:
+                    await anyio.to_thread.run_sync(self._forget_full_buckets)
+
+    def _forget_full_buckets(self) -> None:
+        """The shared rate limit's buckets of clients that have gone quiet (a row per key or address otherwise
+        stays for ever)."""
+        per_minute = self.settings.service.rate_limit_per_minute
+        if self.coordination is None or per_minute <= 0:
+            return
+        with contextlib.suppress(DatabaseUnavailable):
+            self.coordination.forget_full_buckets(float(per_minute), per_minute / 60.0)
 
     def _start_dense(self) -> None:
         """Fill in the dense vectors a bulk ``sanad index`` left pending, in the background, one batch at a

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -161,3 +162,19 @@ def test_the_database_setting_takes_postgresql_urls_only() -> None:
     assert DatabaseSettings(url="postgres://u@h/db").url == "postgres://u@h/db"
     with pytest.raises(ValueError, match="postgresql://"):
         DatabaseSettings(url="mysql://u@h/db")
+
+
+def test_buckets_of_clients_gone_quiet_are_forgotten_and_busy_ones_kept(tmp_path: Path, postgres_url: str) -> None:
+    from service.coordination import Coordination
+
+    c = Coordination.open(tmp_path, postgres_url)
+    try:
+        # 2 tokens refilled at 2 a second: a bucket untouched for a second is full again.
+        assert c.take("quiet", capacity=2.0, rate=2.0) == 0.0
+        time.sleep(1.2)
+        assert c.take("busy", capacity=2.0, rate=2.0) == 0.0
+        assert c.forget_full_buckets(capacity=2.0, rate=2.0) == 1
+        with c.engine.connect() as conn:
+            assert {r[0] for r in conn.execute(sa.text("SELECT client FROM rate_limits"))} == {"busy"}
+    finally:
+        c.close()
