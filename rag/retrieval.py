@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import math
+import time
 from typing import Literal
 
 from qdrant_client import models
@@ -12,7 +14,9 @@ from rag.lexical import LexicalEncoder
 from rag.models import Passage, SearchFilters
 from rag.settings import RetrievalSettings
 from rag.store import PassageStore
-from rag.text import fold_cached
+from rag.text import detect_language, fold_cached
+
+WAITING_TTL = 5.0  # seconds a count of the chunks waiting for their vector is reused
 
 log = logging.getLogger("sanad")
 
@@ -55,6 +59,7 @@ class Retriever:
         self.embedder = embedder
         self.settings = settings
         self._warned = False
+        self._waiting_count: tuple[float, int] = (-math.inf, 0)  # (when counted, chunks waiting)
 
     def query_vector(self, query: str) -> list[float] | None:
         """The question's dense vector, or ``None`` (no embedder, or it failed: retrieval is then lexical)."""
@@ -69,6 +74,31 @@ class Retriever:
         except EmbeddingError as exc:
             log.warning("Embedder failed, retrieving lexically: %s", exc)
         return None
+
+    def _pending_estimate(self, query: str) -> tuple[float, float]:
+        """(offset, slope) of a waiting chunk's estimated cosine for this question's script and the number of
+        chunks waiting (RetrievalSettings)."""
+        r = self.settings
+        if detect_language(query) == "ar":
+            offset, slope, scale = r.pending_offset, r.pending_slope, r.pending_scale
+        else:
+            offset, slope, scale = r.pending_offset_cross, r.pending_slope_cross, r.pending_scale_cross
+        if scale:
+            offset -= scale * max(0.0, math.log10(max(self._waiting(), 1) / 1000))
+        return offset, slope
+
+    def forget_waiting(self) -> None:
+        """Count the waiting chunks afresh on the next search (after changing many at once)."""
+        self._waiting_count = (-math.inf, 0)
+
+    def _waiting(self) -> int:
+        """Chunks waiting for their dense vector, counted at most every few seconds (a fill moves slowly)."""
+        now = time.monotonic()
+        at, count = self._waiting_count
+        if now - at > WAITING_TTL:
+            count = self.store.count_dense_pending()
+            self._waiting_count = (now, count)
+        return count
 
     def search(
         self,
@@ -92,7 +122,7 @@ class Retriever:
             fusion=self.settings.fusion,
             lexical_weight=self.settings.lexical_weight,
             lexical_saturation=self.settings.lexical_saturation,
-            pending=(self.settings.pending_offset, self.settings.pending_slope),
+            pending=self._pending_estimate(query) if dense is not None else (0.0, 0.0),
         )
         passages: list[Passage] = []
         seen: set[str] = set()

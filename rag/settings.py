@@ -162,12 +162,21 @@ class RetrievalSettings(BaseModel):
     lexical_weight: float = Field(default=0.2, ge=0)
     lexical_saturation: float = Field(default=20.0, gt=0)
     # A chunk still waiting for its dense vector (fresh news, filled in the background) is ranked in the same
-    # list by its lexical score alone, given an estimated cosine pending_offset + pending_slope * s / (s + sat)
-    # so it competes fairly with chunks that have one. Fitted on dev splits (`sanad bench mixed --fit`,
-    # docs/benchmarks.md): 0.75 and 0.2 of a grid over 0.5-0.95 and 0-0.6. 0 and 0 would rank every waiting
-    # chunk below all dense matches.
+    # list by its lexical score alone, given an estimated cosine
+    #     offset - scale * max(0, log10(waiting chunks / 1000)) + slope * s / (s + sat)
+    # so it competes fairly with chunks that have one (0, 0, 0 would rank every waiting chunk below all dense
+    # matches). The more chunks wait, the more of them match a question's words by chance and crowd out the
+    # filled ones, so the offset falls with their number; how much depends on the question's script. A question
+    # in Arabic script (the articles') uses pending_*: its words are strong evidence at any size. One in another
+    # script (an English question over Arabic news, whose words match only by transliterated names) uses
+    # pending_*_cross. Fitted per script on dev splits, up to the 17-day archive filled newest first
+    # (`sanad bench mixed --fit`, docs/benchmarks.md).
     pending_offset: float = Field(default=0.75)
     pending_slope: float = Field(default=0.2)
+    pending_scale: float = Field(default=0.0, ge=0)
+    pending_offset_cross: float = Field(default=0.75)
+    pending_slope_cross: float = Field(default=0.2)
+    pending_scale_cross: float = Field(default=0.175, ge=0)
 
 
 class AnswerSettings(BaseModel):

@@ -150,3 +150,36 @@ def test_a_feed_poll_of_twenty_items_is_answerable_in_english_on_the_next_questi
         en = client.post("/v1/chat", json={"question": EN_QUESTION}).json()
     assert en["answerable"]
     assert any(c["url"] == next(r["url"] for r in rows if url_key(r) == REZAIAN) for c in en["citations"])
+
+
+def test_the_more_chunks_wait_the_less_an_english_question_is_crowded_by_them(
+        served: Callable[..., TestClient], dense_seeds: Callable[..., Settings],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """An English question matches waiting Arabic chunks only by transliterated names, and at archive size
+    thousands match by chance: their estimate falls with the number waiting, so the filled articles stay in
+    reach. An Arabic question's words are strong evidence at any size: it still finds a waiting article."""
+    client = served(dense_seeds(fill_dense=False))
+    rows = [{**r, "date_extracted": "2015-07-24 08:00:00"} if url_key(r) == REZAIAN else r
+            for r in day_records(others=60)]
+    assert client.post("/v1/documents", files={"file": ("2015-07-23.zip", zipped(rows))}).status_code == 201
+    state = client.app.state.sanad  # type: ignore[attr-defined]
+    engine = state.engine
+    rezaian, stockholm = doc_of(client, REZAIAN), doc_of(client, STOCKHOLM)
+    stop = threading.Event()  # the newest article gets its vectors; the rest wait
+    state.indexer.fill_dense(batch=engine.store.count_chunks(rezaian), on_batch=lambda n: stop.set(), stop=stop)
+    waiting = {pl["doc_id"] for _, pl in engine.store.dense_pending(10_000)}
+    assert rezaian not in waiting and stockholm in waiting
+
+    def top(question: str) -> list[str]:
+        engine.retriever.forget_waiting()
+        return [p.doc_id for p in engine.search(question, top_k=10)]
+
+    few = top(EN_QUESTION)  # a few hundred chunks waiting: name matches compete as they always did
+    assert few[0] == rezaian and waiting & set(few)
+    # The same index as one of a 17-day archive's size would look (indexing that many here takes minutes).
+    monkeypatch.setattr(engine.store, "count_dense_pending", lambda: 50_000)
+    many = top(EN_QUESTION)
+    assert many[0] == rezaian and not waiting & set(many)  # only articles with their vectors
+    assert top(AR_QUESTION)[0] == stockholm  # still waiting, still found first by its words
+    ar = client.post("/v1/chat", json={"question": AR_QUESTION}).json()
+    assert ar["answerable"] and stockholm in cited(ar)

@@ -169,15 +169,16 @@ def mixed(
     day: Annotated[str, typer.Option(help="The archive day indexed whole.")] = "2015-07-23",
     gold: Annotated[list[Path] | None, typer.Option("--gold", help="Gold JSONL over the archive (repeatable).")]
     = None,
-    fit: Annotated[bool, typer.Option("--fit", help="Fit pending_offset and pending_slope on the dev items.")]
-    = False,
+    fit: Annotated[bool, typer.Option("--fit", help="Fit the waiting chunk's estimate on the dev items, one "
+                                      "(offset, slope) per question script.")] = False,
     seed: Annotated[int, typer.Option(help="Which chunks count as filled.")] = 7,
     data_dir: Annotated[Path | None, typer.Option(help="Keep the indexes here (default: a temporary folder).")]
     = None,
     forms: Annotated[bool, typer.Option("--forms", help="Also fit and compare the scale-aware forms of the "
                                         "estimate (relative to the dense floor; calibrated per question).")] = False,
-    archive_index: Annotated[Path | None, typer.Option(help="With --forms: a `mixed-archive` data dir, measured "
-                                                       "as it stands (its gold: --gold).")] = None,
+    archive_index: Annotated[Path | None, typer.Option(help="A `mixed-archive` data dir joining the fit and "
+                                                       "--forms: as it stands, or at 25/50/75% newest first once "
+                                                       "fully filled (its gold: --gold).")] = None,
     out: Out = RESULTS,
 ) -> None:
     """Retrieval while dense vectors are filled in: the mixed ranking at 25/50/75% filled vs lexical and hybrid."""

@@ -11,9 +11,11 @@ retrieval (what every question got while any chunk waited, before this release) 
   every gold question of both gold files asked (the 17 days' dense pass takes over four hours on 2 cores:
   this is the archive-like set whose vectors can be computed in a session).
 
-``--fit`` chooses the offset and slope on the dev items only (grid search; the ranking is simulated in numpy
-from the store's own lexical scores and the cosines, candidates as the Query API's prefetch takes them), and
-the table reports dev and test items apart, test never fitted on.
+``--fit`` chooses the offset and slope on the dev items only, one pair per question script (grid search; the
+ranking is simulated in numpy from the store's own lexical scores and the cosines, candidates as the Query API's
+prefetch takes them), and the table reports dev and test items apart, test never fitted on. With
+``--archive-index`` (a ``sanad bench mixed-archive`` data dir) the 17-day archive joins the dev and test groups:
+as it stands, or, once every vector is in, at 25/50/75% filled newest first as the service fills it.
 """
 
 from __future__ import annotations
@@ -119,6 +121,7 @@ def set_filled(corpus: Corpus, share: float, seed: int) -> None:
     store = corpus.engine.store
     for i in range(0, len(pts), 256):
         store.upsert_chunks(pts[i : i + 256])
+    corpus.engine.retriever.forget_waiting()
 
 
 def _hits(ranked: list[list[str]], items: list[GoldItem]) -> dict[str, float]:
@@ -174,8 +177,9 @@ def _simulate(docs: list[str], queries: list[_Query], filled: np.ndarray, offset
     ``offset + slope * sq``; two scale-aware alternatives measured against it: ``floor``, relative to the
     question's lowest cosine among its dense candidates (which rises with the archive's size), and
     ``calibrated``, a line ``cos ~ sq`` fitted per question on the lexical candidates that have their vector,
-    moved by ``offset`` (``slope`` unused); ``scaled``, ``offset - slope * log10(waiting chunks / 1000) + 0.2 * sq``
-    (lower the more chunks wait: ``slope`` is that rate, the lexical slope is the shipped 0.2)."""
+    moved by ``offset`` (``slope`` unused); ``scaled``, ``offset - slope * max(0, log10(waiting chunks / 1000))
+    + 0.2 * sq`` (lower the more chunks wait beyond a thousand: ``slope`` is that rate per tenfold, the lexical
+    slope is the shipped 0.2; as ``RetrievalSettings`` computes it)."""
     out = []
     for q in queries:
         cos = np.where(filled, q.cos, -np.inf)
@@ -187,7 +191,7 @@ def _simulate(docs: list[str], queries: list[_Query], filled: np.ndarray, offset
         if form == "floor":
             a = (float(cos[dense_idx].min()) if k else 0.0) + offset
         elif form == "scaled":
-            a, b = offset - slope * float(np.log10(max(int((~filled).sum()), 1) / 1000)), 0.2
+            a, b = offset - slope * max(0.0, float(np.log10(max(int((~filled).sum()), 1) / 1000))), 0.2
         elif form == "calibrated":
             have = filled[q.lex_idx]
             if have.sum() >= 5:
@@ -240,16 +244,19 @@ def archive_groups(folder: Path, gold: list[Path], split: str, cand: int) -> lis
                  if i.split == split and i.answerable]
         ids: list[str] = []
         docs: list[str] = []
+        dates: list[int] = []
         filled: list[bool] = []
         rows: list[np.ndarray | None] = []
         offset = None
         while True:
             pts, offset = engine.store.client.scroll(engine.store.chunks, limit=2048, offset=offset,
-                                                     with_payload=["doc_id", "dense"], with_vectors=[DENSE])
+                                                     with_payload=["doc_id", "dense", "date_num"],
+                                                     with_vectors=[DENSE])
             for p in pts:
                 has = bool((p.payload or {}).get("dense"))
                 ids.append(str(p.id))
                 docs.append(str((p.payload or {})["doc_id"]))
+                dates.append(int((p.payload or {}).get("date_num") or 0))
                 filled.append(has)
                 rows.append(np.asarray((p.vector or {})[DENSE], dtype=np.float32) if has  # type: ignore[index,call-overload]
                             else None)
@@ -259,8 +266,16 @@ def archive_groups(folder: Path, gold: list[Path], split: str, cand: int) -> lis
         matrix = np.stack([zero if r is None else r for r in rows])  # a waiting chunk's cosine is never read
         qs = _ask(engine, ids, matrix, items, cand)
         mask = np.array(filled)
-        return [_Group("archive", lang, docs, [q for q in qs if q.item.lang == lang],
-                       [(f"{mask.mean():.0%} (as filled)", mask)]) for lang in sorted({i.lang for i in items})]
+        masks = [(f"{mask.mean():.0%} (as filled)", mask)]
+        if mask.all():  # every vector known: the fill's states simulated, newest articles first as the service fills
+            order = sorted(range(len(ids)), key=lambda n: (-dates[n], ids[n]))
+            masks = []
+            for share in FRACTIONS:
+                m = np.zeros(len(ids), dtype=bool)
+                m[order[: round(share * len(ids))]] = True
+                masks.append((f"{round(share * 100)}% newest", m))
+        return [_Group("archive", lang, docs, [q for q in qs if q.item.lang == lang], masks)
+                for lang in sorted({i.lang for i in items})]
     finally:
         engine.close()
 
@@ -269,14 +284,19 @@ GRIDS = {  # the estimate's forms (see _simulate) and the (offset, slope) grid e
     "fixed": (np.arange(0.5, 0.951, 0.025), np.arange(0.0, 0.61, 0.05)),
     "floor": (np.arange(-0.25, 0.151, 0.025), np.arange(0.0, 0.61, 0.1)),
     "calibrated": (np.arange(-0.1, 0.151, 0.025), np.array([0.0])),
-    "scaled": (np.arange(0.6, 0.851, 0.05), np.arange(0.0, 0.101, 0.025)),
+    "scaled": (np.arange(0.6, 0.851, 0.025), np.arange(0.0, 0.201, 0.025)),
 }
 
 
-def _objective(groups: list[_Group], form: str, offset: float, slope: float, weight: float, saturation: float,
+Params = dict[str, tuple[float, float]]  # question language -> (offset, slope)
+
+
+def _objective(groups: list[_Group], form: str, params: Params, weight: float, saturation: float,
                cand: int) -> tuple[float, dict[str, dict[str, Any]]]:
+    """Mean (hit@1 + hit@10) / 2 over the groups, each group ranked with its question language's parameters."""
     per = {}
     for g in groups:
+        offset, slope = params[g.lang]
         for label, mask in g.masks:
             h = _hits(_simulate(g.docs, g.queries, mask, offset, slope, weight, saturation, cand, form),
                       [q.item for q in g.queries])
@@ -292,29 +312,46 @@ def fit(groups: list[_Group], r: Any, form: str = "fixed") -> tuple[float, float
     grid = []
     for offset in offsets:
         for slope in slopes:
-            obj, _ = _objective(groups, form, float(offset), float(slope), r.lexical_weight, r.lexical_saturation,
-                                cand)
+            both = (float(offset), float(slope))
+            obj, _ = _objective(groups, form, {g.lang: both for g in groups}, r.lexical_weight,
+                                r.lexical_saturation, cand)
             grid.append({"offset": round(float(offset), 3), "slope": round(float(slope), 3),
                          "objective": round(obj, 4)})
     best = max(grid, key=lambda g: (g["objective"], -g["slope"], -g["offset"]))
     return best["offset"], best["slope"], grid
 
 
+def fit_per_script(groups: list[_Group], r: Any, form: str = "fixed") -> Params:
+    """One (offset, slope) per question language, each fitted on that language's dev groups: a lexical match is
+    strong evidence for a question in the articles' script and weak for one in another (an English question
+    over Arabic news matches only its transliterated names), and the waiting chunks it brings in crowd out
+    the filled ones the more of them there are."""
+    out = {}
+    for lang in sorted({g.lang for g in groups}):
+        offset, slope, _ = fit([g for g in groups if g.lang == lang], r, form)
+        out[lang] = (offset, slope)
+    return out
+
+
 def compare_forms(dev: list[_Group], test: list[_Group], r: Any) -> dict[str, Any]:
-    """Each form fitted on ``dev``, then measured on ``test`` (never fitted on)."""
+    """Each form fitted on ``dev``, once for all questions and once per question language, then measured on
+    ``test`` (never fitted on)."""
     cand = max(r.candidates, TOP * 4)
+    langs = sorted({g.lang for g in dev + test})
     out = {}
     for form in GRIDS:
-        offset, slope, grid = fit(dev, r, form)
-        obj, per = _objective(test, form, offset, slope, r.lexical_weight, r.lexical_saturation, cand)
-        out[form] = {"offset": offset, "slope": slope, "dev_objective": max(g["objective"] for g in grid),
-                     "test_objective": round(obj, 4), "test": per}
+        offset, slope, _ = fit(dev, r, form)
+        for name, params in ((form, {lang: (offset, slope) for lang in langs}),
+                             (f"{form}, per script", fit_per_script(dev, r, form))):
+            dev_obj, _ = _objective(dev, form, params, r.lexical_weight, r.lexical_saturation, cand)
+            obj, per = _objective(test, form, params, r.lexical_weight, r.lexical_saturation, cand)
+            out[name] = {"params": {k: list(v) for k, v in params.items()}, "dev_objective": round(dev_obj, 4),
+                         "test_objective": round(obj, 4), "test": per}
     return out
 
 
 def run(xquad: list[Path], archive: Path | None, day: str, gold: list[Path], out: Path, seed: int = 7,
-        do_fit: bool = False, data_dir: Path | None = None,
-        pending: tuple[float, float] | None = None, forms: bool = False,
+        do_fit: bool = False, data_dir: Path | None = None, forms: bool = False,
         archive_index: Path | None = None) -> dict[str, Any]:
     folder = data_dir or Path(tempfile.mkdtemp(prefix="sanad-mixed-"))
     rep = Report("mixed", "Retrieval while dense vectors are filled in (mixed ranking)", out)
@@ -327,25 +364,41 @@ def run(xquad: list[Path], archive: Path | None, day: str, gold: list[Path], out
         build(c, folder)
         rep.data[f"{c.name}_size"] = {"articles": len(c.articles), "chunks": len(c.points), "items": len(c.items)}
     rs = corpora[0].engine.settings.retrieval  # type: ignore[union-attr]
-    offset, slope = pending if pending is not None else (rs.pending_offset, rs.pending_slope)
+    # The runtime's estimate is the "scaled" form (see _simulate): per script, (offset, rate per tenfold of
+    # waiting chunks beyond a thousand), the lexical slope 0.2.
+    params: Params = {"ar": (rs.pending_offset, rs.pending_scale),
+                      "en": (rs.pending_offset_cross, rs.pending_scale_cross)}
     cand = max(rs.candidates, TOP * 4)
-    if do_fit:
-        offset, slope, grid = fit(_groups(corpora, "dev", seed, cand), rs)
-        rep.data["fit"] = {"offset": offset, "slope": slope, "seed": seed, "best": max(g["objective"] for g in grid)}
-        rep.note(f"Fitted on dev items: pending_offset = {offset}, pending_slope = {slope}")
-    if forms:
+    if do_fit or forms:
         dev, test = _groups(corpora, "dev", seed, cand), _groups(corpora, "test", seed, cand)
         if archive_index is not None:
             dev += archive_groups(archive_index, gold, "dev", cand)
             test += archive_groups(archive_index, gold, "test", cand)
+    if do_fit:
+        params = fit_per_script(dev, rs, "scaled")
+        rep.data["fit"] = {"params": {k: list(v) for k, v in params.items()}, "seed": seed}
+        rep.note("Fitted on dev items, per question script: "
+                 f"pending_offset = {params['ar'][0]}, pending_scale = {params['ar'][1]} (Arabic); "
+                 f"pending_offset_cross = {params['en'][0]}, pending_scale_cross = {params['en'][1]} (English); "
+                 "lexical slopes 0.2")
+    if forms:
         cmp = compare_forms(dev, test, rs)
         rep.data["forms"] = cmp
         groups = list(next(iter(cmp.values()))["test"])
         rep.table("The waiting chunk's estimate: each form fitted on dev, test hit@1 / hit@10 (never fitted on)",
-                  ["form", "offset", "slope", "dev objective", "test objective", *groups],
-                  [[f, c["offset"], c["slope"], c["dev_objective"], c["test_objective"],
+                  ["form", "ar (offset, slope)", "en (offset, slope)", "dev objective", "test objective", *groups],
+                  [[f, "{:.3f}, {:.3f}".format(*c["params"]["ar"]), "{:.3f}, {:.3f}".format(*c["params"]["en"]),
+                    c["dev_objective"], c["test_objective"],
                     *(f'{c["test"][g]["hit@1"]:.3f} / {c["test"][g]["hit@10"]:.3f}' for g in groups)]
                    for f, c in cmp.items()])
+    if (do_fit or forms) and archive_index is not None:
+        _archive_table(rep, dev + test, params, rs, cand)
+    chosen = rs.model_copy(update={"pending_offset": params["ar"][0], "pending_scale": params["ar"][1],
+                                   "pending_offset_cross": params["en"][0], "pending_scale_cross": params["en"][1],
+                                   "pending_slope": 0.2, "pending_slope_cross": 0.2})
+    uncalibrated = rs.model_copy(update={"pending_offset": 0.0, "pending_slope": 0.0, "pending_scale": 0.0,
+                                         "pending_offset_cross": 0.0, "pending_slope_cross": 0.0,
+                                         "pending_scale_cross": 0.0})
     rows, data = [], {}
     for c in corpora:
         eng = c.engine
@@ -362,21 +415,42 @@ def run(xquad: list[Path], archive: Path | None, day: str, gold: list[Path], out
                 res["hybrid 100%"] = _hits(ranked(c, items), items)
                 for share in FRACTIONS:
                     set_filled(c, share, seed)
-                    for label, (a, b) in (("mixed", (offset, slope)), ("uncalibrated", (0.0, 0.0))):
-                        eng.retriever.settings = rs.model_copy(update={"pending_offset": a, "pending_slope": b})
+                    for label, r in (("mixed", chosen), ("uncalibrated", uncalibrated)):
+                        eng.retriever.settings = r
                         res[f"{label} {round(share * 100)}%"] = _hits(ranked(c, items), items)
-                    eng.retriever.settings = rs.model_copy(update={"pending_offset": offset, "pending_slope": slope})
+                    eng.retriever.settings = chosen
                 data[key] = res
                 for label, h in res.items():
                     rows.append([key, label, h["n"], h["hit@1"], h["hit@10"]])
         set_filled(c, 1.0, seed)
         eng.close()
     rep.data["results"] = data
-    rep.data["pending"] = {"offset": offset, "slope": slope}
+    rep.data["pending"] = {k: list(v) for k, v in params.items()}
     rep.table(f"hit@1 / hit@10 (distinct articles of the top {TOP} passages); share of chunks filled, seed {seed}",
               ["set", "ranking", "answerable", "hit@1", "hit@10"], rows)
     rep.write()
     return rep.data
+
+
+def _archive_table(rep: Report, groups: list[_Group], params: Params, r: Any, cand: int) -> None:
+    """The archive's fill states ranked with the estimate before per-script scaling and with ``params``, and the
+    share of questions whose article is filled at all (the most an English question can find)."""
+    rows = []
+    for g in (g for g in groups if g.name == "archive"):
+        items = [q.item for q in g.queries]
+        for label, mask in g.masks:
+            filled_docs = {d for d, f in zip(g.docs, mask, strict=True) if f}
+            reach = np.mean([any(s in filled_docs for s in i.sources) for i in items if i.answerable])
+            cells = []
+            for form, (a, b) in (("fixed", (0.75, 0.2)), ("scaled", params[g.lang])):
+                h = _hits(_simulate(g.docs, g.queries, mask, a, b, r.lexical_weight, r.lexical_saturation, cand,
+                                    form), items)
+                cells.append(f'{h["hit@1"]:.3f} / {h["hit@10"]:.3f}')
+            rep.data.setdefault("archive", {})[f"{g.lang} {items[0].split} {label}"] = cells
+            rows.append([g.lang, items[0].split, label, len(items), *cells, f"{reach:.3f}"])
+    rep.table("The 17-day archive filled newest first, simulated from its vectors: hit@1 / hit@10",
+              ["lang", "split", "filled", "answerable", "before (0.75 + 0.2 sq, any script)", "per script, scaled",
+               "article filled"], rows)
 
 
 # -- a whole archive, filled newest first as the service does it -----------------------------------------------
