@@ -545,13 +545,19 @@ def train_reader(
     cache: Annotated[Path, typer.Option(help="late: folder caching the encoder's token states.")] = Path(
         ".cache/reader-states"
     ),
+    english_paragraphs: Annotated[bool, typer.Option(
+        help="cross: also train on XQuAD's English paragraphs (train half; dev and test stay Arabic)."
+    )] = False,
+    name: Annotated[str, typer.Option(help="cross: the exported reader's name (answers' metadata, /readyz).")]
+    = "reader-cross-1",
 ) -> None:
     """Train the reader from the bundled encoder's weights (needs the train extra: torch, CPU build). Seeded;
     run it again with the same --out to resume after the last finished epoch."""
     if kind == "cross":
         from evals.reader.cross import CrossConfig, export_best, train_cross
 
-        train_cross(out, CrossConfig(seed=seed, epochs=epochs), log=console.print)
+        train_cross(out, CrossConfig(seed=seed, epochs=epochs, english_paragraphs=english_paragraphs, name=name),
+                    log=console.print)
         if export is not None:
             console.print(f"exported: {export_best(out, export)}")
     elif kind == "late":

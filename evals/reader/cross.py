@@ -88,6 +88,7 @@ class CrossConfig:
     head_lr: float = 1e-3  # the new scoring head
     batch: int = 32
     name: str = "reader-cross-1"  # the exported model's name: in answers' metadata and /readyz
+    english_paragraphs: bool = False  # also train on XQuAD's English paragraphs (data.xquad_english_paragraph_items)
 
 def training_pairs(items: list[Any], rng: Any, same_paragraph: int = 4, same_article: int = 2,
                    random_sentences: int = 1) -> list[tuple[str, str, float]]:
@@ -186,7 +187,7 @@ def train_cross(out: Any, config: Any, log: Any = print) -> Any:
     encoder = PackedEncoder()
     model = build(torch, encoder, config.layers)
     model.word.weight.requires_grad_(False)  # frozen: the runtime reads word rows from the packed file
-    items = all_items()
+    items = all_items(config.english_paragraphs)
     train_items = [it for it in items if it.split == "train"]
     dev_items = [it for it in items if it.split == "dev"]
     params = [p for p in model.parameters() if p.requires_grad]

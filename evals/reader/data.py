@@ -81,6 +81,25 @@ def xquad_items(root: Path = SHARED / "xquad") -> list[ReadingItem]:
     return items
 
 
+def xquad_english_paragraph_items(root: Path = SHARED / "xquad") -> list[ReadingItem]:
+    """The train half's questions read against XQuAD's *English* paragraphs (English and Arabic questions):
+    more reading for the cross-script direction, whose only in-product case (English over Arabic) has few
+    training questions. Training only: dev and test stay Arabic paragraphs."""
+    ar = json.loads((root / "xquad.ar.json").read_text(encoding="utf-8"))
+    en = json.loads((root / "xquad.en.json").read_text(encoding="utf-8"))
+    arabic = {qa["id"]: qa["question"] for art in ar["data"] for p in art["paragraphs"] for qa in p["qas"]}
+    ours = {it.group: it.split for it in xquad_items(root)}
+    items = []
+    for art, art_ar in zip(en["data"], ar["data"], strict=True):
+        if ours.get(art_ar["title"]) != "train":
+            continue
+        for p in art["paragraphs"]:
+            asked = [(f"xquad-en-{lang}-{qa['id']}", lang, question.strip(), qa["answers"]) for qa in p["qas"]
+                     for lang, question in (("en", qa["question"]), ("ar", arabic.get(qa["id"]))) if question]
+            items += _paragraph_items(p["context"], asked, f"en:{art['title']}", "xquad-en", "train")
+    return items
+
+
 def _paragraph_items(context: str, asked: list[tuple[str, str, str, list[dict[str, Any]]]], group: str,
                      source: str, split: str) -> list[ReadingItem]:
     """One item per question ``(id, language, question, answers)`` whose answer starts in a sentence."""
@@ -107,8 +126,8 @@ def arcd_items(path: Path = SHARED / "arcd-train" / "arcd-train.json", dev_share
     return items
 
 
-def all_items() -> list[ReadingItem]:
-    return xquad_items() + arcd_items()
+def all_items(english_paragraphs: bool = False) -> list[ReadingItem]:
+    return xquad_items() + arcd_items() + (xquad_english_paragraph_items() if english_paragraphs else [])
 
 
 def without(item: ReadingItem) -> tuple[str, tuple[tuple[int, int], ...]] | None:
