@@ -84,7 +84,7 @@ class Retriever:
         else:
             offset, slope, scale = r.pending_offset_cross, r.pending_slope_cross, r.pending_scale_cross
         if scale:
-            offset -= scale * max(0.0, math.log10(max(self._waiting(), 1) / 1000))
+            offset -= scale * max(0.0, math.log10(max(self._waiting(), 1) / r.pending_scale_from))
         return offset, slope
 
     def forget_waiting(self) -> None:

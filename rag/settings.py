@@ -163,7 +163,7 @@ class RetrievalSettings(BaseModel):
     lexical_saturation: float = Field(default=20.0, gt=0)
     # A chunk still waiting for its dense vector (fresh news, filled in the background) is ranked in the same
     # list by its lexical score alone, given an estimated cosine
-    #     offset - scale * max(0, log10(waiting chunks / 1000)) + slope * s / (s + sat)
+    #     offset - scale * max(0, log10(waiting chunks / scale_from)) + slope * s / (s + sat)
     # so it competes fairly with chunks that have one (0, 0, 0 would rank every waiting chunk below all dense
     # matches). The more chunks wait, the more of them match a question's words by chance and crowd out the
     # filled ones, so the offset falls with their number; how much depends on the question's script. A question
@@ -176,7 +176,8 @@ class RetrievalSettings(BaseModel):
     pending_scale: float = Field(default=0.0, ge=0)
     pending_offset_cross: float = Field(default=0.75)
     pending_slope_cross: float = Field(default=0.2)
-    pending_scale_cross: float = Field(default=0.175, ge=0)
+    pending_scale_cross: float = Field(default=0.225, ge=0)
+    pending_scale_from: int = Field(default=3000, ge=1)
 
 
 class AnswerSettings(BaseModel):

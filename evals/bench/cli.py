@@ -125,12 +125,14 @@ def fresh(
     day: Annotated[Path, typer.Argument(help="A SaudiNewsNet day zip.")],
     gold: Annotated[Path, typer.Option("--gold", help="Gold JSONL over that day.")],
     every: Annotated[float, typer.Option(help="Seconds between rounds of questions.")] = 30.0,
+    limit: Annotated[float, typer.Option(help="Stop asking after this many seconds (e.g. 50: the first round "
+                                         "only), even if the fill goes on.")] = 3600.0,
     out: Out = RESULTS,
 ) -> None:
     """A day's zip sent to a running server: time from upload to answerable, Arabic and English."""
     from evals.bench import fresh as mod
 
-    mod.run(day, gold, out, every=every)
+    mod.run(day, gold, out, every=every, limit=limit)
 
 
 @bench_app.command()

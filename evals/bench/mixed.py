@@ -177,9 +177,9 @@ def _simulate(docs: list[str], queries: list[_Query], filled: np.ndarray, offset
     ``offset + slope * sq``; two scale-aware alternatives measured against it: ``floor``, relative to the
     question's lowest cosine among its dense candidates (which rises with the archive's size), and
     ``calibrated``, a line ``cos ~ sq`` fitted per question on the lexical candidates that have their vector,
-    moved by ``offset`` (``slope`` unused); ``scaled``, ``offset - slope * max(0, log10(waiting chunks / 1000))
-    + 0.2 * sq`` (lower the more chunks wait beyond a thousand: ``slope`` is that rate per tenfold, the lexical
-    slope is the shipped 0.2; as ``RetrievalSettings`` computes it)."""
+    moved by ``offset`` (``slope`` unused); ``scaled``, ``offset - slope * max(0, log10(waiting chunks / P))
+    + 0.2 * sq`` (lower the more chunks wait beyond P, a thousand or as the form's name says: ``slope`` is that
+    rate per tenfold, the lexical slope is the shipped 0.2; as ``RetrievalSettings`` computes it)."""
     out = []
     for q in queries:
         cos = np.where(filled, q.cos, -np.inf)
@@ -190,8 +190,9 @@ def _simulate(docs: list[str], queries: list[_Query], filled: np.ndarray, offset
         a, b = offset, slope
         if form == "floor":
             a = (float(cos[dense_idx].min()) if k else 0.0) + offset
-        elif form == "scaled":
-            a, b = offset - slope * max(0.0, float(np.log10(max(int((~filled).sum()), 1) / 1000))), 0.2
+        elif form.startswith("scaled"):
+            pivot = SCALED_FROM[form]
+            a, b = offset - slope * max(0.0, float(np.log10(max(int((~filled).sum()), 1) / pivot))), 0.2
         elif form == "calibrated":
             have = filled[q.lex_idx]
             if have.sum() >= 5:
@@ -285,7 +286,11 @@ GRIDS = {  # the estimate's forms (see _simulate) and the (offset, slope) grid e
     "floor": (np.arange(-0.25, 0.151, 0.025), np.arange(0.0, 0.61, 0.1)),
     "calibrated": (np.arange(-0.1, 0.151, 0.025), np.array([0.0])),
     "scaled": (np.arange(0.6, 0.851, 0.025), np.arange(0.0, 0.201, 0.025)),
+    "scaled from 3,000": (np.arange(0.6, 0.851, 0.025), np.arange(0.0, 0.301, 0.025)),
+    "scaled from 10,000": (np.arange(0.6, 0.851, 0.025), np.arange(0.0, 0.401, 0.025)),
 }
+# Waiting chunks beyond which each "scaled" form lowers the estimate (RetrievalSettings.pending_scale_from).
+SCALED_FROM = {"scaled": 1000, "scaled from 3,000": 3000, "scaled from 10,000": 10000}
 
 
 Params = dict[str, tuple[float, float]]  # question language -> (offset, slope)
@@ -368,6 +373,7 @@ def run(xquad: list[Path], archive: Path | None, day: str, gold: list[Path], out
     # waiting chunks beyond a thousand), the lexical slope 0.2.
     params: Params = {"ar": (rs.pending_offset, rs.pending_scale),
                       "en": (rs.pending_offset_cross, rs.pending_scale_cross)}
+    scaled = next((f for f, p in SCALED_FROM.items() if p == rs.pending_scale_from), "scaled")
     cand = max(rs.candidates, TOP * 4)
     if do_fit or forms:
         dev, test = _groups(corpora, "dev", seed, cand), _groups(corpora, "test", seed, cand)
@@ -375,12 +381,18 @@ def run(xquad: list[Path], archive: Path | None, day: str, gold: list[Path], out
             dev += archive_groups(archive_index, gold, "dev", cand)
             test += archive_groups(archive_index, gold, "test", cand)
     if do_fit:
-        params = fit_per_script(dev, rs, "scaled")
-        rep.data["fit"] = {"params": {k: list(v) for k, v in params.items()}, "seed": seed}
+        best = -1.0
+        for form in SCALED_FROM:  # where the scale starts is chosen on dev too
+            fitted = fit_per_script(dev, rs, form)
+            obj, _ = _objective(dev, form, fitted, rs.lexical_weight, rs.lexical_saturation, cand)
+            if obj > best:
+                best, scaled, params = obj, form, fitted
+        rep.data["fit"] = {"params": {k: list(v) for k, v in params.items()}, "form": scaled,
+                           "scale_from": SCALED_FROM[scaled], "dev_objective": round(best, 4), "seed": seed}
         rep.note("Fitted on dev items, per question script: "
                  f"pending_offset = {params['ar'][0]}, pending_scale = {params['ar'][1]} (Arabic); "
                  f"pending_offset_cross = {params['en'][0]}, pending_scale_cross = {params['en'][1]} (English); "
-                 "lexical slopes 0.2")
+                 f"pending_scale_from = {SCALED_FROM[scaled]}; lexical slopes 0.2")
     if forms:
         cmp = compare_forms(dev, test, rs)
         rep.data["forms"] = cmp
@@ -392,10 +404,11 @@ def run(xquad: list[Path], archive: Path | None, day: str, gold: list[Path], out
                     *(f'{c["test"][g]["hit@1"]:.3f} / {c["test"][g]["hit@10"]:.3f}' for g in groups)]
                    for f, c in cmp.items()])
     if (do_fit or forms) and archive_index is not None:
-        _archive_table(rep, dev + test, params, rs, cand)
+        _archive_table(rep, dev + test, params, rs, cand, scaled)
     chosen = rs.model_copy(update={"pending_offset": params["ar"][0], "pending_scale": params["ar"][1],
                                    "pending_offset_cross": params["en"][0], "pending_scale_cross": params["en"][1],
-                                   "pending_slope": 0.2, "pending_slope_cross": 0.2})
+                                   "pending_slope": 0.2, "pending_slope_cross": 0.2,
+                                   "pending_scale_from": SCALED_FROM[scaled]})
     uncalibrated = rs.model_copy(update={"pending_offset": 0.0, "pending_slope": 0.0, "pending_scale": 0.0,
                                          "pending_offset_cross": 0.0, "pending_slope_cross": 0.0,
                                          "pending_scale_cross": 0.0})
@@ -432,7 +445,7 @@ def run(xquad: list[Path], archive: Path | None, day: str, gold: list[Path], out
     return rep.data
 
 
-def _archive_table(rep: Report, groups: list[_Group], params: Params, r: Any, cand: int) -> None:
+def _archive_table(rep: Report, groups: list[_Group], params: Params, r: Any, cand: int, scaled: str) -> None:
     """The archive's fill states ranked with the estimate before per-script scaling and with ``params``, and the
     share of questions whose article is filled at all (the most an English question can find)."""
     rows = []
@@ -442,7 +455,7 @@ def _archive_table(rep: Report, groups: list[_Group], params: Params, r: Any, ca
             filled_docs = {d for d, f in zip(g.docs, mask, strict=True) if f}
             reach = np.mean([any(s in filled_docs for s in i.sources) for i in items if i.answerable])
             cells = []
-            for form, (a, b) in (("fixed", (0.75, 0.2)), ("scaled", params[g.lang])):
+            for form, (a, b) in (("fixed", (0.75, 0.2)), (scaled, params[g.lang])):
                 h = _hits(_simulate(g.docs, g.queries, mask, a, b, r.lexical_weight, r.lexical_saturation, cand,
                                     form), items)
                 cells.append(f'{h["hit@1"]:.3f} / {h["hit@10"]:.3f}')
