@@ -380,11 +380,16 @@ def run(xquad: list[Path], archive: Path | None, day: str, gold: list[Path], out
         if archive_index is not None:
             dev += archive_groups(archive_index, gold, "dev", cand)
             test += archive_groups(archive_index, gold, "test", cand)
+    cmp = compare_forms(dev, test, rs) if forms else {}
     if do_fit:
         best = -1.0
         for form in SCALED_FROM:  # where the scale starts is chosen on dev too
-            fitted = fit_per_script(dev, rs, form)
-            obj, _ = _objective(dev, form, fitted, rs.lexical_weight, rs.lexical_saturation, cand)
+            if (done := cmp.get(f"{form}, per script")) is not None:  # fitted already, for the forms' table
+                fitted = {k: (v[0], v[1]) for k, v in done["params"].items()}
+                obj = done["dev_objective"]
+            else:
+                fitted = fit_per_script(dev, rs, form)
+                obj, _ = _objective(dev, form, fitted, rs.lexical_weight, rs.lexical_saturation, cand)
             if obj > best:
                 best, scaled, params = obj, form, fitted
         rep.data["fit"] = {"params": {k: list(v) for k, v in params.items()}, "form": scaled,
@@ -394,7 +399,6 @@ def run(xquad: list[Path], archive: Path | None, day: str, gold: list[Path], out
                  f"pending_offset_cross = {params['en'][0]}, pending_scale_cross = {params['en'][1]} (English); "
                  f"pending_scale_from = {SCALED_FROM[scaled]}; lexical slopes 0.2")
     if forms:
-        cmp = compare_forms(dev, test, rs)
         rep.data["forms"] = cmp
         groups = list(next(iter(cmp.values()))["test"])
         rep.table("The waiting chunk's estimate: each form fitted on dev, test hit@1 / hit@10 (never fitted on)",

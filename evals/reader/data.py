@@ -63,14 +63,19 @@ def _xquad_split(titles: list[str]) -> dict[str, str]:
     return {t: ("dev" if i < len(shuffled) // 2 else "test") for i, t in enumerate(shuffled)}
 
 
-def xquad_items(root: Path = SHARED / "xquad") -> list[ReadingItem]:
-    ar = json.loads((root / "xquad.ar.json").read_text(encoding="utf-8"))
-    en = json.loads((root / "xquad.en.json").read_text(encoding="utf-8"))
-    split = _xquad_split([a["title"] for a in ar["data"]])
+def _reader_splits(titles: list[str]) -> dict[str, str]:
+    """Article title -> the reader's split: the harness's test half, and of its dev half a seeded fifth as dev."""
+    split = _xquad_split(titles)
     rest = sorted(t for t, sp in split.items() if sp == "dev")
     random.Random(SEED).shuffle(rest)
     reader_dev = set(rest[: round(len(rest) * 0.2)])
-    ours = {t: "test" if sp == "test" else ("dev" if t in reader_dev else "train") for t, sp in split.items()}
+    return {t: "test" if sp == "test" else ("dev" if t in reader_dev else "train") for t, sp in split.items()}
+
+
+def xquad_items(root: Path = SHARED / "xquad") -> list[ReadingItem]:
+    ar = json.loads((root / "xquad.ar.json").read_text(encoding="utf-8"))
+    en = json.loads((root / "xquad.en.json").read_text(encoding="utf-8"))
+    ours = _reader_splits([a["title"] for a in ar["data"]])
     english = {qa["id"]: qa["question"] for art in en["data"] for p in art["paragraphs"] for qa in p["qas"]}
     items = []
     for art in ar["data"]:
@@ -88,10 +93,10 @@ def xquad_english_paragraph_items(root: Path = SHARED / "xquad") -> list[Reading
     ar = json.loads((root / "xquad.ar.json").read_text(encoding="utf-8"))
     en = json.loads((root / "xquad.en.json").read_text(encoding="utf-8"))
     arabic = {qa["id"]: qa["question"] for art in ar["data"] for p in art["paragraphs"] for qa in p["qas"]}
-    ours = {it.group: it.split for it in xquad_items(root)}
+    ours = _reader_splits([a["title"] for a in ar["data"]])
     items = []
     for art, art_ar in zip(en["data"], ar["data"], strict=True):
-        if ours.get(art_ar["title"]) != "train":
+        if ours[art_ar["title"]] != "train":
             continue
         for p in art["paragraphs"]:
             asked = [(f"xquad-en-{lang}-{qa['id']}", lang, question.strip(), qa["answers"]) for qa in p["qas"]
