@@ -118,6 +118,7 @@ def replay(cases: list[Case], answer: AnswerSettings) -> list[dict[str, Any]]:
             "fact_recall": len(facts) / len(c.item.facts) if c.item.facts else 0.0,
             "filler": sum(not _holds_fact(c.item, q) for q in quoted) / len(quoted) if quoted else 0.0,
             "says": bool(sel.sentences),
+            "sure": bool(sel.sentences) and answerer.sure(sel),  # answered, not offered as the closest
             "signals": sel.signals,
         })
     return out

@@ -249,7 +249,8 @@ class Sanad:
                 selection = self._follow_up(question, passages, said, (query, vector), prefer, cited)
             else:
                 selection = self.extractive.select(query, passages, vector)
-        base = {"language": lang, "rewritten_question": rewritten}
+        base = {"language": lang, "rewritten_question": rewritten,
+                "reader": self.reader.name if self.reader is not None and selection.read else None}
         floor = self.extractive.floor(selection)
         if self.llm is None or not passages or selection.support < floor * _LLM_SCREEN:
             yield from self._offline(query, selection, base, degraded)

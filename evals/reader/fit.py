@@ -1,134 +1,264 @@
-"""Fit the reader's refusal and hedge thresholds on dev splits, and only there.
+"""Fit how the answerer weighs the reader in, on dev splits, and only there.
 
-    python -m evals.reader.fit --set GOLD=CORPUS [--set ...]
+    python -m evals.reader.fit --set GOLD=CORPUS [--set ...]                 # fit on dev items
+    python -m evals.reader.fit --set GOLD=CORPUS [--set ...] --split test    # compare, fitting nothing
 
-Each set's dev items are retrieved as the answerer does (:func:`evals.calibrate.collect`), the reader reads each
-question against its best-ranked sentences, and the answerer's own reader branch is replayed. XQuAD dev items
-from articles the reader was trained on are left out (its logits there are those of training examples); the
-reader's dev articles stay. Chosen per script case (same script; English questions over Arabic articles):
+Each set's items are retrieved as the answerer does (:func:`evals.calibrate.collect`) and the reader reads each
+question against the sentences the signals rank highest, as in the service. On dev, items of the articles the
+reader was trained on (XQuAD's and ARCD-train's, :mod:`evals.reader.data`) are left out: its logits there are
+those of training examples. The signals' own values (``evals/calibrate.py``) stay as they are; chosen per script
+case (same script; English questions over Arabic articles):
 
-1. ``reader_refusal_*``: the highest threshold (in logits) that refuses at most ``--max-false-refusal`` of the
-   answerable dev items that get an answer (per set, averaged: XQuAD weighs as much as the news sets);
-2. ``reader_hedge_*``: the margin over it under which fewer than half the answered dev items quote a gold fact.
+1. ``reader_weight*``: the share of the sentence score given to the reader's probability, by how often the best
+   sentence holds a gold fact (the least weight among the best);
+2. ``refusal_read_*``: a logistic model on the signals' refusal margin and the reader's signals
+   (:data:`rag.extractive.READ_SIGNALS`), its line where at most ``--max-false-refusal`` of the answerable dev
+   items are refused (as for the signals), if it refuses more unanswerable dev items than the signals' margin
+   alone at that line in 5-fold cross-validation; where the reader does not beat today's answerer on 1. and 2.
+   together (fact share plus ``--refusal-weight`` times the share refused), it is left out of that script case;
+3. ``hedge_read_*``: the margin under which fewer than half the answered dev items quote a gold fact;
+4. ``reader_candidates``: how many of the best-ranked sentences it reads, the fewest that keep 1.'s fact share
+   (the cases are read with 12).
 
-It prints the values for ``AnswerSettings`` and writes them with the dev figures to ``--out``.
+It writes the values for ``AnswerSettings`` with the dev figures to ``--out``. ``--split test`` replays the test
+items under the configured settings with the reader and without it (today's answerer), and prints both.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import statistics
+import math
+import pickle
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from evals.calibrate import Case, collect, fit_hedge, replay
-from evals.reader.data import xquad_items
-from rag.extractive import ExtractiveAnswerer
+import numpy as np
+
+from evals.calibrate import Case, _script, collect, fit_hedge, fit_refusal, per_set_mean, refusal_figures, replay
+from evals.reader.data import arcd_items, xquad_items
+from rag.extractive import SIGNALS, ExtractiveAnswerer
 from rag.reader import CROSS_READER, load_reader
-from rag.settings import Settings
+from rag.settings import AnswerSettings, Settings
+from rag.text import fold_cached
+
+WEIGHTS = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.8)
+CANDIDATES = (3, 4, 6, 8, 12)  # at most what the cases were read with (reader_candidates when collected)
 
 
 def trained_on() -> set[str]:
-    """Question ids (XQuAD's, shared by both languages) of the articles the reader trained on."""
-    return {it.qid.split("-", 2)[2] for it in xquad_items() if it.split == "train"}
+    """Gold item ids (XQuAD's, shared by both languages, and ARCD-train's) of the articles the reader trained on."""
+    xquad = {it.qid.split("-", 2)[2] for it in xquad_items() if it.split == "train"}
+    return xquad | {it.qid.removeprefix("arcd-") for it in arcd_items() if it.split == "train"}
 
 
-def fit_threshold(rows: list[dict[str, Any]], cross: bool, max_false: float) -> tuple[float, dict[str, Any]]:
-    """Per set, the ``max_false`` quantile of the answerable items' best logits; the sets' mean."""
-    mine = [r for r in rows if r["cross"] == cross and r["says"]]
-    per_set = []
-    for s in sorted({r["set"] for r in mine}):
-        pos = sorted(r["margin"] for r in mine if r["set"] == s and r["answerable"])
-        if len(pos) >= 10:
-            per_set.append(pos[int(max_false * len(pos))])
-    if not per_set:
-        return 0.0, {}
-    t = round(statistics.mean(per_set), 4)
-    pos = [r["margin"] for r in mine if r["answerable"]]
-    neg = [r["margin"] for r in mine if not r["answerable"]]
-    return t, {"false_refusal": sum(m < t for m in pos) / len(pos),
-               "refused_unanswerable": sum(m < t for m in neg) / len(neg) if neg else None,
-               "answerable": len(pos), "unanswerable": len(neg)}
+def unread(cases: list[Case]) -> list[Case]:
+    """The cases as today's answerer sees them: no sentence read."""
+    return [replace(c, sentences=[replace(s, read=None) for s in c.sentences]) for c in cases]
 
 
-def compare(plain: list[dict[str, Any]], read: list[dict[str, Any]], refusal: dict[str, float]) -> dict[str, Any]:
-    """The signals' answers (``plain``, refused at their own calibrated line) against the reader branch's
-    (``read``: margins at threshold 0, refused below ``refusal[same|cross]``), per script case."""
+def stacked(rows: list[dict[str, Any]], read: bool) -> list[dict[str, Any]]:
+    """Rows for the stacked refusal model: the signals' margin, then the reader's signals (``read``) or nothing."""
+    return [{**r, "signals": [r["margin"], *(r["signals"][len(SIGNALS):] if read else [])]}
+            for r in rows if len(r["signals"]) >= len(SIGNALS)]
+
+
+def cv_refused(rows: list[dict[str, Any]], max_false: float) -> dict[str, float]:
+    """The refusal model's share of unanswerable rows refused in 5-fold cross-validation within ``rows``, with
+    the line drawn on the pooled held-out margins where ``max_false`` of the answerable rows fall below it (so
+    that models compare at the same false refusals, however many weights each fits)."""
+    margins = np.zeros(len(rows))
+    for k in range(5):
+        train = [r for i, r in enumerate(rows) if i % 5 != k]
+        model = fit_refusal(train, max_false)
+        for i, r in enumerate(rows):
+            if i % 5 == k:
+                margins[i] = float(np.dot(model[:-1], r["signals"]) + model[-1])
+    y = np.array([bool(r["answerable"]) for r in rows])
+    line = np.sort(margins[y])[int(max_false * y.sum())]
+    return {"refused_unanswerable": round(float((margins[~y] < line).mean()), 4),
+            "false_refusal": round(float((margins[y] < line).mean()), 4)}
+
+
+def figures(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """What a user sees, per script case: refusals, hedges, confident answers, the facts quoted."""
+    ans = [r for r in rows if r["answerable"]]
+    neg = [r for r in rows if not r["answerable"]]
+
+    def share(rs: list[dict[str, Any]], test: Any) -> float:
+        return round(sum(bool(test(r)) for r in rs) / len(rs), 4) if rs else float("nan")
+
+    def said(r: dict[str, Any]) -> bool:
+        return bool(r["says"]) and r["margin"] >= 0
+
+    return {
+        "answerable": len(ans), "unanswerable": len(neg),
+        "unanswerable_refused": share(neg, lambda r: not said(r)),
+        "unanswerable_answered_confidently": share(neg, lambda r: said(r) and r["sure"]),
+        "answerable_refused": share(ans, lambda r: not said(r)),
+        "answerable_hedged": share(ans, lambda r: said(r) and not r["sure"]),
+        "top_fact": share(ans, lambda r: r["top_fact"]),
+        "fact_recall": round(sum(r["fact_recall"] for r in ans if said(r)) / len(ans), 4) if ans else float("nan"),
+    }
+
+
+def as_read(cases: list[Case], answer: AnswerSettings) -> list[Case]:
+    """The cases as the answerer under ``answer`` sees them: unread where it does not read
+    (:meth:`ExtractiveAnswerer.reads`)."""
+    answerer = ExtractiveAnswerer.__new__(ExtractiveAnswerer)
+    answerer.settings = answer
+    return [c if answerer.reads(c.sentences) else replace(c, sentences=[replace(s, read=None) for s in c.sentences])
+            for c in cases]
+
+
+def compare(cases: list[Case], answer: AnswerSettings) -> dict[str, Any]:
+    """Today's answerer (no reader) against the reader's, on ``cases`` under ``answer``, per script case."""
+    plain = replay(unread(cases), answer)
+    read = replay(as_read(cases, answer), answer)
     out: dict[str, Any] = {}
-    for key, cross in (("same", False), ("cross", True)):
-        mine = [i for i, r in enumerate(read) if r["cross"] == cross]
-        ans = [i for i in mine if read[i]["answerable"]]
-        neg = [i for i in mine if not read[i]["answerable"]]
-        t = refusal[key]
-        out[key] = {
-            "answerable": len(ans), "unanswerable": len(neg),
-            "signals": {
-                "unanswerable_refused": sum(plain[i]["margin"] < 0 for i in neg) / max(len(neg), 1),
-                "answerable_refused": sum(plain[i]["margin"] < 0 for i in ans) / max(len(ans), 1),
-                "top_fact": sum(plain[i]["top_fact"] for i in ans) / max(len(ans), 1),
-                "fact_recall": sum(plain[i]["fact_recall"] for i in ans) / max(len(ans), 1),
-            },
-            "reader": {
-                "unanswerable_refused": sum(read[i]["margin"] < t for i in neg) / max(len(neg), 1),
-                "answerable_refused": sum(read[i]["margin"] < t for i in ans) / max(len(ans), 1),
-                "top_fact": sum(read[i]["top_fact"] for i in ans) / max(len(ans), 1),
-                "fact_recall": sum(read[i]["fact_recall"] for i in ans) / max(len(ans), 1),
-            },
-        }
+    for key in ("same", "cross"):
+        idx = [i for i, c in enumerate(cases) if _script(c) == key]
+        out[key] = {"signals": figures([plain[i] for i in idx]), "reader": figures([read[i] for i in idx])}
+        # The two at one operating point: the reader's line moved to refuse as many answerable items as the
+        # signals' does (which it, fitted on fewer dev items, need not do at its own line).
+        ans = [read[i]["margin"] for i in idx if read[i]["answerable"]]
+        neg = [read[i]["margin"] for i in idx if not read[i]["answerable"]]
+        if ans and neg:
+            k = round(out[key]["signals"]["answerable_refused"] * len(ans))
+            line = sorted(ans)[min(k, len(ans) - 1)] if k else -math.inf
+            out[key]["reader"]["unanswerable_refused_at_signals_false_refusal"] = round(
+                sum(m < line for m in neg) / len(neg), 4)
     return out
+
+
+def first_read(cases: list[Case], answer: AnswerSettings) -> list[Case]:
+    """The cases as if only ``answer.reader_candidates`` sentences had been read: the reads of the best-ranked
+    ones by the signals kept, as :meth:`ExtractiveAnswerer.read` chooses them."""
+    answerer = ExtractiveAnswerer.__new__(ExtractiveAnswerer)
+    answerer.settings = answer
+    out = []
+    for c in cases:
+        sentences = [replace(s, read=None) for s in c.sentences]
+        answerer.combine(sentences, c.passages, c.said)
+        kept: set[str] = set()
+        for s, was in sorted(zip(sentences, c.sentences, strict=True), key=lambda t: -t[0].score):
+            key = fold_cached(s.text)
+            if key in kept or len(kept) < answer.reader_candidates:
+                kept.add(key)
+                s.read = was.read
+        out.append(replace(c, sentences=sentences))
+    return out
+
+
+def fit_candidates(cases: list[Case], answer: AnswerSettings) -> tuple[int, dict[int, float]]:
+    """How many sentences the reader reads: the fewest with the best fact share of the best sentence on the
+    same-script dev items (each one read costs about 10 ms on two cores)."""
+    same = [c for c in as_read(cases, answer) if _script(c) == "same"]
+    tops: dict[int, float] = {}
+    for k in CANDIDATES:
+        rows = replay(first_read(same, answer.model_copy(update={"reader_candidates": k})), answer)
+        tops[k] = round(per_set_mean([r for r in rows if r["answerable"]], "top_fact"), 3)
+        print(f"reader_candidates {k}: top fact {tops[k]:.3f}", flush=True)
+    return max(CANDIDATES, key=lambda k: (tops[k], -k)), tops
+
+
+def fit(cases: list[Case], base: AnswerSettings, max_false: float, refusal_weight: float) -> tuple[dict[str, Any],
+                                                                                                   dict[str, Any]]:
+    """Per script case, as the module says: the reader weight, then the refusal (stacked or the signals' margin),
+    then whether the two beat today's answerer (no reader; its line drawn the same way, in 5-fold
+    cross-validation). Returns the ``AnswerSettings`` values and what they were chosen on."""
+    update: dict[str, Any] = {}
+    report: dict[str, Any] = {}
+    for key in ("cross", "same"):  # across scripts first: whether the reader reads there shapes the same-script rows
+        suffix = "_cross" if key == "cross" else ""
+        mine = [c for c in cases if _script(c) == key]
+        if key == "same":
+            mine = as_read(mine, base.model_copy(update=update))
+        rows = replay(unread(mine), base)
+        top = per_set_mean([r for r in rows if r["answerable"]], "top_fact")
+        cv = cv_refused(stacked(rows, False), max_false)
+        print(f"{key}: without the reader: top fact {top:.3f}, refused (5-fold) {cv}", flush=True)
+        today = top + refusal_weight * cv["refused_unanswerable"]
+        tops: dict[float, float] = {}
+        for w in WEIGHTS:
+            rows = replay(mine, base.model_copy(update={f"reader_weight{suffix}": w, f"refusal_read_{key}": []}))
+            tops[w] = round(per_set_mean([r for r in rows if r["answerable"]], "top_fact"), 3)
+            print(f"{key}: reader_weight {w}: top fact {tops[w]:.3f}", flush=True)
+        w = max(WEIGHTS, key=lambda v: (tops[v], -v))  # the least weight among the best
+        rows = replay(mine, base.model_copy(update={f"reader_weight{suffix}": w, f"refusal_read_{key}": []}))
+        cvs = {read: cv_refused(stacked(rows, read), max_false) for read in (True, False)}
+        read = cvs[True]["refused_unanswerable"] > cvs[False]["refused_unanswerable"]
+        print(f"{key}: at reader_weight {w}, refused (5-fold) stacked {cvs[True]}, signals' margin {cvs[False]}")
+        gain = tops[w] + refusal_weight * cvs[read]["refused_unanswerable"] - today
+        report[key] = {"today": {"top_fact": round(top, 4), "refusal_5fold": cv}, "top_fact": tops,
+                       "reader_weight": w, "refusal_5fold": {"stacked": cvs[True], "signals": cvs[False]},
+                       "stacked": read, "gain": round(gain, 4)}
+        if gain <= 0 or (w == 0 and not read):  # the reader does not help here: not read, today's answer
+            update.update({f"reader_weight{suffix}": 0.0, f"refusal_read_{key}": [], f"hedge_read_{key}": 0.0})
+            continue
+        update[f"reader_weight{suffix}"] = w
+        rows = replay(mine, base.model_copy(update={**update, f"refusal_read_{key}": []}))
+        if not read:  # the signals' margin and hedge decide, on the sentences the reader helped rank
+            update.update({f"refusal_read_{key}": [], f"hedge_read_{key}": 0.0})
+            continue
+        model = fit_refusal(stacked(rows, True), max_false)
+        update[f"refusal_read_{key}"] = model
+        rows = replay(mine, base.model_copy(update=update))
+        hedge, hedged = fit_hedge(rows, key == "cross")
+        update[f"hedge_read_{key}"] = hedge
+        report[key].update(hedge=hedged, refusal_dev=refusal_figures(stacked(rows, True), model))
+    k, read_tops = fit_candidates(cases, base.model_copy(update=update))
+    update["reader_candidates"] = k
+    report["reader_candidates"] = read_tops
+    return update, report
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--set", action="append", required=True, metavar="GOLD=CORPUS")
+    ap.add_argument("--set", action="append", default=[], metavar="GOLD=CORPUS")
+    ap.add_argument("--dev-set", action="append", default=[], metavar="GOLD=CORPUS",
+                    help="a set whose dev and test items both serve as dev (ARCD-train, which is only ever dev)")
     ap.add_argument("--reader", default=CROSS_READER, help="a reader under rag/data/ or an .onnx path")
-    ap.add_argument("--max-false-refusal", type=float, default=0.05)
+    ap.add_argument("--max-false-refusal", type=float, default=0.04)
+    ap.add_argument("--refusal-weight", type=float, default=1.0)
     ap.add_argument("--out", type=Path, default=Path("evals/reader/fit.json"))
+    ap.add_argument("--cases", type=Path, help="keep the read cases here (pickle), and reuse them when present")
     ap.add_argument("--split", default="dev", choices=["dev", "test"],
-                    help="test: fit nothing; compare the signals and the reader at the configured thresholds")
+                    help="test: fit nothing; compare today's answerer and the reader's at the configured values")
     args = ap.parse_args()
     settings = Settings()
-    reader = load_reader(args.reader, settings.embed.threads)
-    if reader is None:
-        raise SystemExit(f"the reader {args.reader!r} could not be loaded (sanad train-reader --export …)")
-    seen = trained_on()
-    cases: list[Case] = []
-    for spec in args.set:
-        gold, corpus = spec.split("=", 1)
-        got = [c for c in collect(Path(gold), Path(corpus), args.split, settings) if c.item.id not in seen]
-        print(f"{gold}: {len(got)} {args.split} items the reader did not train on")
-        cases += got
-    plain = replay([replace(c, sentences=[replace(s) for s in c.sentences]) for c in cases], settings.answer)
-    answerer = ExtractiveAnswerer.__new__(ExtractiveAnswerer)
-    answerer.settings = settings.answer
-    answerer.reader = reader
-    for c in cases:
-        answerer.read(c.query, c.sentences, c.passages, c.said)
-    zero = settings.answer.model_copy(update={"reader_refusal_same": 0.0, "reader_refusal_cross": 0.0})
-    read_rows = replay([replace(c) for c in cases], zero)
-    configured = {"same": settings.answer.reader_refusal_same, "cross": settings.answer.reader_refusal_cross}
+    if args.cases and args.cases.exists():
+        cases: list[Case] = pickle.loads(args.cases.read_bytes())
+    else:
+        reader = load_reader(args.reader, settings.embed.threads)
+        if reader is None:
+            raise SystemExit(f"the reader {args.reader!r} could not be loaded (sanad train-reader --export …)")
+        answerer = ExtractiveAnswerer.__new__(ExtractiveAnswerer)
+        answerer.settings, answerer.reader = settings.answer, reader
+        seen = trained_on() if args.split == "dev" else set()
+        cases = []
+        specs = [(s, [args.split]) for s in args.set] + [(s, ["dev", "test"]) for s in args.dev_set]
+        for spec, splits in specs:
+            gold, corpus = spec.split("=", 1)
+            got = [c for split in splits for c in collect(Path(gold), Path(corpus), split, settings)
+                   if c.item.id not in seen]
+            for c in got:
+                answerer.read(c.query, c.sentences, c.passages, c.said)
+            print(f"{gold}: {len(got)} items the reader did not train on", flush=True)
+            cases += got
+        if args.cases:
+            args.cases.write_bytes(pickle.dumps(cases))
     if args.split == "test":
-        print(json.dumps(compare(plain, read_rows, configured), indent=1))
+        print(json.dumps(compare(first_read(cases, settings.answer), settings.answer), indent=1))
         return
-    fitted: dict[str, Any] = {"reader": reader.name, "max_false_refusal": args.max_false_refusal}
-    update: dict[str, float] = {}
-    for cross, key in ((False, "same"), (True, "cross")):
-        t, figures = fit_threshold(read_rows, cross, args.max_false_refusal)
-        update[f"reader_refusal_{key}"] = t
-        fitted[f"refusal_{key}"] = figures
-    rows = replay([replace(c) for c in cases], settings.answer.model_copy(update=update))
-    for cross, key in ((False, "same"), (True, "cross")):
-        h, figures = fit_hedge(rows, cross, signals=False)
-        update[f"reader_hedge_{key}"] = h
-        fitted[f"hedge_{key}"] = figures
-    fitted["values"] = update
-    fitted["compare_dev"] = compare(plain, read_rows, {"same": update["reader_refusal_same"],
-                                                  "cross": update["reader_refusal_cross"]})
-    print(json.dumps(fitted, indent=1))
+    update, report = fit(cases, settings.answer, args.max_false_refusal, args.refusal_weight)
+    chosen = settings.answer.model_copy(update=update)
+    out = {"reader": args.reader, "sets": args.set + args.dev_set, "max_false_refusal": args.max_false_refusal,
+           "values": update, "dev": report, "compare_dev": compare(first_read(cases, chosen), chosen)}
+    print(json.dumps(out, indent=1))
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(fitted, indent=1) + "\n")
+    args.out.write_text(json.dumps(out, indent=1) + "\n")
 
 
 if __name__ == "__main__":
