@@ -423,9 +423,6 @@ class ExtractiveAnswerer:
                     lo, hi, w = a.semantic_floor, a.semantic_ceiling, a.semantic_weight
                 meaning = min(1.0, max(0.0, (s.semantic - lo) / (hi - lo)))
                 score = w * meaning + (1 - w) * s.lexical
-                if reading:  # the reader's probability that the sentence says the answer, weighed in
-                    r = a.reader_weight_cross if s.over_arabic else a.reader_weight
-                    score = (1 - r) * score + (r * _sigmoid(s.read) if s.read is not None else 0.0)
             score *= 1.0 - 0.03 * rank[s.passage.chunk_id]  # retrieval rank breaks ties
             # A headline repeated in the body says little, nor does a piece of one (a title such as
             # "With 4 countries .. an online meeting on the second phase" splits at its "..").
@@ -447,6 +444,15 @@ class ExtractiveAnswerer:
         else:
             pool = said_something
         ranked = sorted(pool, key=lambda s: -s.score)
+        if reading:
+            # The reader reorders the sentences it read: its probability that each says the answer is weighed
+            # into their order. The scores stay the signals' own, so what was fitted on them (the further
+            # sentences' share of the best, the refusal signals) reads them as it always did.
+            def order(s: Sentence) -> float:
+                r = a.reader_weight_cross if s.over_arabic else a.reader_weight
+                return (1 - r) * s.score + r * _sigmoid(s.read) if s.read is not None else s.score
+
+            ranked.sort(key=lambda s: -order(s))
         best = ranked[0]
         extra_ratio = (a.extra_ratio_cross if best.cross else a.extra_ratio) if semantic else a.lexical_extra_ratio
         other_ratio = (a.extra_ratio_other_cross if best.cross else a.extra_ratio_other) if semantic else 0.0
@@ -465,6 +471,8 @@ class ExtractiveAnswerer:
                 # When the best one holds what is asked for only weakly (a weekday for "when", "officials"
                 # for "who"), a sentence that holds it fully (a date, a name) is discounted the same way.
                 if s.score < (floor * type_penalty if weak_best else floor):
+                    if reading:
+                        continue  # in the reader's order a lower one may still come close
                     break  # nothing ranked lower can come close enough
                 if not s.type_strong:
                     continue

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,6 +33,7 @@ import numpy as np
 from rag.encoder import Encoded, PackedEncoder
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "data"
+RECENT_PAIRS = 4096
 log = logging.getLogger(__name__)
 
 
@@ -173,10 +175,30 @@ class CrossReader:
         self.name = meta.get("sanad_reader", path.stem)
         self.encoder = encoder
         self._lock = threading.Lock()
+        # The logits of recent (question, sentence) pairs: a question asked again (a popular one, a page reload,
+        # the eval harness) is not read again.
+        self._recent: OrderedDict[tuple[str, str], float] = OrderedDict()
 
     def score(self, question: str, sentences: list[str], batch: int = 32) -> np.ndarray:
-        if not sentences:
-            return np.zeros(0, dtype=np.float32)
+        out = np.zeros(len(sentences), dtype=np.float32)
+        todo = []
+        with self._lock:
+            for i, s in enumerate(sentences):
+                if (question, s) in self._recent:
+                    out[i] = self._recent[(question, s)]
+                    self._recent.move_to_end((question, s))
+                else:
+                    todo.append(i)
+        if todo:
+            out[todo] = self._read(question, [sentences[i] for i in todo], batch)
+            with self._lock:
+                for i in todo:
+                    self._recent[(question, sentences[i])] = float(out[i])
+                while len(self._recent) > RECENT_PAIRS:
+                    self._recent.popitem(last=False)
+        return out
+
+    def _read(self, question: str, sentences: list[str], batch: int) -> np.ndarray:
         q = question_ids(self.encoder, question)  # tokenized once for all its sentences
         seqs = [pair_ids(self.encoder, q, s) for s in sentences]
         out = np.zeros(len(seqs), dtype=np.float32)

@@ -232,19 +232,18 @@ class AnswerSettings(BaseModel):
     hedge_cross: float = Field(default=0.1744, ge=0)
     # The reader (rag/reader.py): a cross-encoder reading the question against the sentences the signals rank
     # highest (``reader_candidates`` of them); a name under rag/data/ or an .onnx path (`sanad train-reader
-    # --export`), or "none". Its probability that a sentence says the answer is weighed into the sentence's score
+    # --export`), or "none". Its probability that a sentence says the answer is weighed into the sentences' order
     # (``reader_weight``; ``reader_weight_cross`` for English questions over Arabic articles), and a logistic model
     # stacked on the signals' refusal margin may weigh its logits in (``refusal_read_*``: the margin's weight, one
     # per rag.extractive.READ_SIGNALS, a bias; empty: the signals' margin and hedges decide) with its own hedge
-    # margins (``hedge_read_*``).
-    # Fitted on dev splits the reader never trained on (python -m evals.reader.fit, evals/reader/fit.json): for
-    # reader-cross-1, the 3 best-ranked sentences read, weight 0.2 within a script and the signals' refusal (the
-    # stacked model refused no more in cross-validation); across scripts it did not help, so English questions
-    # over Arabic articles are not read. A reader that is off, fails to load or fails on a
-    # question leaves the answer to the signals above.
+    # margins (``hedge_read_*``). Fitted on dev splits the reader never trained on (python -m evals.reader.fit,
+    # evals/reader/fit.json): for reader-cross-1, within a script: the 4 best-ranked sentences read, weight 0.1,
+    # the signals' refusal (the stacked model, fitted on the few dev items the reader left unseen, refused less
+    # on test: docs/reader.md); across scripts it did not help on dev, so English questions over Arabic articles
+    # are not read. A reader that is off, fails to load or fails on a question leaves the answer to the signals.
     reader: str = "reader-cross-1"
-    reader_candidates: int = Field(default=3, ge=1, le=64)
-    reader_weight: float = Field(default=0.2, ge=0, le=1)
+    reader_candidates: int = Field(default=4, ge=1, le=64)
+    reader_weight: float = Field(default=0.1, ge=0, le=1)
     reader_weight_cross: float = Field(default=0.0, ge=0, le=1)
     refusal_read_same: list[float] = Field(default_factory=list)
     refusal_read_cross: list[float] = Field(default_factory=list)

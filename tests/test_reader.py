@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
@@ -175,9 +174,15 @@ def test_the_cross_reader_reads_each_pair_alike_in_any_batch(tmp_path: Path) -> 
     assert reader.name == "tiny-1"  # named in the graph, so answers never mix readers silently
     question = "متى دخل وقف إطلاق النار حيز التنفيذ؟"
     texts = [SAYS, TOPICAL, "القاهرة", SAYS + " " + TOPICAL * 6]  # the last one longer than a pair holds
-    together = reader.score(question, texts, batch=4)
-    alone = np.array([reader.score(question, [t])[0] for t in texts])
+    together = reader._read(question, texts, batch=4)  # unlike score(), never from the recent pairs
+    alone = np.array([reader._read(question, [t], batch=1)[0] for t in texts])
     assert np.allclose(together, alone, atol=1e-4)  # padding never leaks into a pair's score
+    runs = []
+    session_run = reader._session.run
+    reader._session.run = lambda *a, **k: runs.append(1) or session_run(*a, **k)  # type: ignore[method-assign]
+    first = reader.score(question, texts[:2])
+    again = reader.score(question, [texts[1], texts[2], texts[0]])  # two pairs read before, one new
+    assert len(runs) == 2 and np.allclose(again, [first[1], together[2], first[0]], atol=1e-4)
     ids = pair_ids(enc, question, texts[-1])
     assert len(ids) <= 160 and ids[0] == enc.tokenizer.bos and ids[-1] == enc.tokenizer.eos
     rows = enc.embed_rows(np.asarray(pair_ids(enc, question, SAYS)))
@@ -211,42 +216,52 @@ def test_the_exported_graph_scores_as_the_trained_model(tmp_path: Path) -> None:
 # -- the shipped reader, at the fitted defaults ----------------------------------------------------------------
 
 
+# XQuAD test-half articles (Arabic): the reader never trained on them, and nothing was fitted on them.
+ARTICLES = ("Kenya", "Apollo_program", "Steam_engine", "Amazon_rainforest")
+
+
 @pytest.fixture(scope="module")
-def kenya(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Sanad, list[dict[str, Any]]]]:
-    """XQuAD's Kenya article (Arabic), indexed with the default settings. Kenya is in the XQuAD test half: the
-    reader never trained on it, and nothing was fitted on it."""
+def xquad(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Sanad, dict[str, str]]]:
+    """Four XQuAD articles indexed with the default settings, and their questions' answers."""
     from evals.reader.data import SHARED
 
-    article = next(a for a in json.loads((SHARED / "xquad" / "xquad.ar.json").read_text(encoding="utf-8"))["data"]
-                   if a["title"] == "Kenya")
-    folder = tmp_path_factory.mktemp("kenya")
-    docs = folder / "kenya.jsonl"
-    docs.write_text("".join(json.dumps({"id": f"Kenya_{i}", "title": "Kenya", "text": p["context"]},
-                                       ensure_ascii=False) + "\n" for i, p in enumerate(article["paragraphs"])),
-                    encoding="utf-8")
+    data = json.loads((SHARED / "xquad" / "xquad.ar.json").read_text(encoding="utf-8"))["data"]
+    folder = tmp_path_factory.mktemp("xquad")
+    docs = folder / "articles.jsonl"
+    answers, rows = {}, []
+    for article in (a for a in data if a["title"] in ARTICLES):
+        for i, p in enumerate(article["paragraphs"]):
+            rows.append(json.dumps({"id": f"{article['title']}_{i}", "title": article["title"],
+                                    "text": p["context"]}, ensure_ascii=False) + "\n")
+            answers.update({q["question"]: q["answers"][0]["text"] for q in p["qas"]})
+    docs.write_text("".join(rows), encoding="utf-8")
     settings = Settings.in_memory(folder / "data")
     engine = Sanad.open(settings)
     Indexer(engine.store, engine.encoder, engine.embedder, settings.index).index_paths([docs])
-    yield engine, article["paragraphs"][0]["qas"]
+    yield engine, answers
     engine.close()
 
 
 def test_the_shipped_reader_is_on_by_default_and_named_in_the_answers_it_judged(
-        kenya: tuple[Sanad, list[dict[str, Any]]]) -> None:
-    engine, _ = kenya
+        xquad: tuple[Sanad, dict[str, str]]) -> None:
+    engine, _ = xquad
     assert engine.reader is not None and engine.reader.name == "reader-cross-1"
-    assert engine.ask("أين تقع كينيا على المقياس في عام 2012؟").reader == "reader-cross-1"
+    assert engine.ask("كيف تكبح كينيا الفساد؟").reader == "reader-cross-1"
     # English over Arabic articles: not read (it did not help there on dev), and the answer says so.
-    assert engine.ask("Where does Kenya rank on the Corruption Perceptions Index?").reader is None
+    assert engine.ask("How does Kenya curb corruption?").reader is None
 
 
-@pytest.mark.parametrize("question", ["أين تقع كينيا على المقياس في عام 2012؟", "كيف تكبح كينيا الفساد؟"])
+@pytest.mark.parametrize("question", [
+    "كيف تكبح كينيا الفساد؟",
+    "ما نوع الغلاف الجوي الذي ساعد في إشعال الحريق في جميع أنحاء المقصورة؟",
+    "كم يبلغ عدد الاسطوانات الموجودة في محرك Energiprojekt AB؟",
+    "ما نسبة الغابات المطرية التي تمثلها غابة الأمازون المطرية على الأرض.",
+])
 def test_the_shipped_reader_quotes_the_sentence_that_says_the_answer_first(
-        kenya: tuple[Sanad, list[dict[str, Any]]], question: str) -> None:
-    """Both questions' paragraph opens with a sentence on the same topic (Kenya's low rank on the index) that
-    does not answer them; the signals alone quoted it first, the reader puts the answering sentence first."""
-    engine, qas = kenya
-    gold = next(q["answers"][0]["text"] for q in qas if q["question"] == question)
+        xquad: tuple[Sanad, dict[str, str]], question: str) -> None:
+    """Each question's paragraph has a sentence on its topic that does not say the answer and that the signals
+    alone quoted first (measured when this test was written); the reader puts the one that says it first."""
+    engine, answers = xquad
     answer = engine.ask(question)
-    assert answer.answerable and answer.citations
-    assert gold in answer.citations[0].quote, answer.citations[0].quote
+    assert answer.answerable and answer.citations and answer.reader == "reader-cross-1"
+    assert answers[question] in answer.citations[0].quote, answer.citations[0].quote
