@@ -26,7 +26,7 @@ from rag.llm import NO_ANSWER, LLMClient, LLMError, answer_messages, rewrite_mes
 from rag.messages import answer_intro, refusal, unanswered_part
 from rag.models import AlsoIn, Answer, Citation, Language, Passage, SearchFilters, Turn
 from rag.questions import standalone_parts
-from rag.reader import load_reader
+from rag.reader import CrossReader, load_reader
 from rag.retrieval import Retriever
 from rag.sentences import sentence_spans
 from rag.settings import Settings
@@ -103,8 +103,9 @@ class Sanad:
         self.retriever = Retriever(store, encoder, embedder, settings.retrieval)
         dictionary = load_dictionary(settings.answer.dictionary, lambda text: encoder.features(text)[0],
                                      cache=settings.data_dir / "dictionary.json")
-        self.reader = load_reader(settings.answer.reader, settings.embed.threads)
-        self.extractive = ExtractiveAnswerer(encoder, settings.answer, embedder, dictionary, self.reader)
+        self.extractive = ExtractiveAnswerer(
+            encoder, settings.answer, embedder, dictionary,
+            load_reader=lambda: load_reader(settings.answer.reader, settings.embed.threads))
         self.scorer = SentenceScorer(encoder, dictionary)
         self.llm = llm
 
@@ -132,6 +133,11 @@ class Sanad:
             raise
         llm = LLMClient(settings.llm) if settings.llm.enabled else None
         return cls(settings, store, encoder, embedder, llm)
+
+    @property
+    def reader(self) -> CrossReader | None:
+        """The configured reader, loaded on first use (``None``: off, or it could not be loaded)."""
+        return self.extractive.loaded_reader()
 
     def close(self) -> None:
         self.store.close()

@@ -80,6 +80,7 @@ class Runtime:
             return
         try:
             engine = await anyio.to_thread.run_sync(Sanad.open, self.settings)
+            await anyio.to_thread.run_sync(getattr, engine, "reader")  # loaded now, not on the first question
         except StoreUnavailable as exc:
             if not self.settings.qdrant.url:
                 raise

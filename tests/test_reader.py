@@ -70,7 +70,7 @@ def reading_engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sanad]:
 
 
 def use(engine: Sanad, reader: FakeReader) -> FakeReader:
-    engine.extractive.reader = engine.reader = reader  # type: ignore[assignment]
+    engine.extractive.reader = reader  # type: ignore[assignment]
     return reader
 
 
@@ -265,3 +265,15 @@ def test_the_shipped_reader_quotes_the_sentence_that_says_the_answer_first(
     answer = engine.ask(question)
     assert answer.answerable and answer.citations and answer.reader == "reader-cross-1"
     assert answers[question] in answer.citations[0].quote, answer.citations[0].quote
+
+
+def test_the_reader_is_loaded_when_first_needed_not_to_index(tmp_path: Path) -> None:
+    settings = Settings.in_memory(tmp_path)
+    engine = Sanad.open(settings)
+    try:
+        index_seeds(engine, settings)
+        assert engine.extractive.reader is None  # indexing never loaded it (0.5 s, 160 MB)
+        assert engine.ask("من يرأس وفد حماس في مفاوضات القاهرة؟").reader == "reader-cross-1"
+        assert engine.extractive.reader is not None and engine.reader is engine.extractive.reader
+    finally:
+        engine.close()
