@@ -550,14 +550,18 @@ def train_reader(
     )] = False,
     name: Annotated[str, typer.Option(help="cross: the exported reader's name (answers' metadata, /readyz).")]
     = "reader-cross-1",
+    hard_negatives: Annotated[int, typer.Option(
+        min=0, help="cross: per question, this many of the answerer's best-ranked sentences of other paragraphs "
+        "(retrieved over the training paragraphs) as negatives.")] = 0,
 ) -> None:
     """Train the reader from the bundled encoder's weights (needs the train extra: torch, CPU build). Seeded;
     run it again with the same --out to resume after the last finished epoch."""
     if kind == "cross":
         from evals.reader.cross import CrossConfig, export_best, train_cross
 
-        train_cross(out, CrossConfig(seed=seed, epochs=epochs, english_paragraphs=english_paragraphs, name=name),
-                    log=console.print)
+        config = CrossConfig(seed=seed, epochs=epochs, english_paragraphs=english_paragraphs, name=name,
+                             hard_negatives=hard_negatives)
+        train_cross(out, config, log=console.print)
         if export is not None:
             console.print(f"exported: {export_best(out, export)}")
     elif kind == "late":

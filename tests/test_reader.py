@@ -277,3 +277,29 @@ def test_the_reader_is_loaded_when_first_needed_not_to_index(tmp_path: Path) -> 
         assert engine.extractive.reader is not None and engine.reader is engine.extractive.reader
     finally:
         engine.close()
+
+
+def test_hard_negatives_are_the_answerers_best_sentences_of_other_paragraphs(tmp_path: Path) -> None:
+    """``sanad train-reader --hard-negatives N``: mined over the training paragraphs, kept beside the run."""
+    import random
+
+    from evals.reader.cross import training_pairs
+    from evals.reader.data import ReadingItem
+    from evals.reader.hard import mine
+    from rag.sentences import answer_spans
+
+    def item(qid: str, question: str, context: str, group: str) -> ReadingItem:
+        return ReadingItem(qid, "ar", question, context, tuple(answer_spans(context)), frozenset({0}), group,
+                           "test", "train")
+
+    own = item("q1", "متى دخل وقف إطلاق النار حيز التنفيذ؟", SAYS + " " + TOPICAL, "a")
+    other = item("q2", "كم مرة انتهك الجيش وقف إطلاق النار؟",
+                 "اتفق الطرفان على وقف إطلاق النار بعد مفاوضات طويلة في القاهرة. وقال الوسطاء إن وقف إطلاق النار "
+                 "صامد رغم الخروقات.", "b")
+    path = tmp_path / "hard.json"
+    hard = mine([own, other], 2, path)
+    assert hard["q1"] and all(s not in own.context for s in hard["q1"])  # never its own paragraph's
+    assert all(s in other.context for s in hard["q1"])
+    assert mine([], 2, path) == hard  # a resumed run trains on the same negatives
+    pairs = training_pairs([own, other], random.Random(0), hard=hard)
+    assert {(own.question, s, 0.0) for s in hard["q1"]} <= set(pairs)

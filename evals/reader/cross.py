@@ -89,11 +89,14 @@ class CrossConfig:
     batch: int = 32
     name: str = "reader-cross-1"  # the exported model's name: in answers' metadata and /readyz
     english_paragraphs: bool = False  # also train on XQuAD's English paragraphs (data.xquad_english_paragraph_items)
+    hard_negatives: int = 0  # per question: the answerer's best sentences of other paragraphs (evals.reader.hard)
 
 def training_pairs(items: list[Any], rng: Any, same_paragraph: int = 4, same_article: int = 2,
-                   random_sentences: int = 1) -> list[tuple[str, str, float]]:
+                   random_sentences: int = 1, hard: dict[str, list[str]] | None = None
+                   ) -> list[tuple[str, str, float]]:
     """(question, sentence, label): the answer's sentences; other sentences of its paragraph (on topic, not
-    said); sentences of another paragraph of its article; one of any paragraph."""
+    said); sentences of another paragraph of its article; one of any paragraph; and ``hard``'s negatives
+    (mined from retrieval, :mod:`evals.reader.hard`)."""
     by_group: dict[str, list[Any]] = {}
     for it in items:
         by_group.setdefault(it.group, []).append(it)
@@ -116,6 +119,7 @@ def training_pairs(items: list[Any], rng: Any, same_paragraph: int = 4, same_art
             if o.context != it.context:
                 s, e = rng.choice(o.sentences)
                 out.append((it.question, o.context[s:e], 0.0))
+        out += [(it.question, s, 0.0) for s in (hard or {}).get(it.qid, [])]
     return out
 
 
@@ -190,6 +194,11 @@ def train_cross(out: Any, config: Any, log: Any = print) -> Any:
     items = all_items(config.english_paragraphs)
     train_items = [it for it in items if it.split == "train"]
     dev_items = [it for it in items if it.split == "dev"]
+    hard = None
+    if config.hard_negatives:
+        from evals.reader.hard import mine
+
+        hard = mine(train_items, config.hard_negatives, out / "hard.json", log)
     params = [p for p in model.parameters() if p.requires_grad]
     head = [model.head.weight, model.head.bias]
     body = [p for p in params if all(p is not h for h in head)]
@@ -198,7 +207,7 @@ def train_cross(out: Any, config: Any, log: Any = print) -> Any:
     # The head is new: at the body's fine-tuning rate its bias alone would take thousands of steps to move.
     opt = torch.optim.AdamW([{"params": body, "lr": config.lr}, {"params": head, "lr": config.head_lr}],
                             weight_decay=0.01)
-    per_epoch = len(training_pairs(train_items, random.Random(config.seed))) // config.batch + 1
+    per_epoch = len(training_pairs(train_items, random.Random(config.seed), hard=hard)) // config.batch + 1
     total = per_epoch * config.epochs
     warm = max(1, total // 10)
     sched = torch.optim.lr_scheduler.LambdaLR(
@@ -217,7 +226,7 @@ def train_cross(out: Any, config: Any, log: Any = print) -> Any:
         t0 = time.time()
         rng = random.Random(config.seed * 1000 + epoch)  # each epoch's sample and order depend on the seed only
         torch.manual_seed(config.seed * 1000 + epoch)
-        pairs = training_pairs(train_items, rng)
+        pairs = training_pairs(train_items, rng, hard=hard)
         rng.shuffle(pairs)
         # Length buckets: batches of similar length pad less (sorted within windows of 8 batches, then shuffled).
         encoded = {(q, s): pair_ids(encoder, q, s) for q, s, _ in pairs}
