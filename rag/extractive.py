@@ -308,10 +308,6 @@ def _sigmoid(x: float) -> float:
     return 1.0 / (1.0 + math.exp(-max(min(x, 40.0), -40.0)))
 
 
-def _logit(p: float) -> float:
-    return math.log(p / (1 - p + 1e-9) + 1e-9)
-
-
 class ExtractiveAnswerer:
     def __init__(self, encoder: LexicalEncoder, settings: AnswerSettings, embedder: CachedEmbedder | None = None,
                  dictionary: Dictionary | None = None, reader: CrossReader | None = None,

@@ -144,12 +144,15 @@ def reader(
     cache: Annotated[Path, typer.Option("--cache", help="Folder caching the encoder's token states.")] = Path(
         ".cache/reader-states"
     ),
+    cross: Annotated[list[str] | None, typer.Option(
+        "--cross", help="Cross-encoder readers to compare: names under rag/data/ or .onnx paths (default: the shipped "
+        "one).")] = None,
     out: Out = RESULTS,
 ) -> None:
     """The reader on "answer sentence removed" pairs (XQuAD ar/en over Arabic, ARCD): pair AUC, sentence R@1."""
     from evals.reader import measure
 
-    measure.run(out, list(weights or []), cache)
+    measure.run(out, list(weights or []), cache, list(cross or []) or None)
 
 
 @bench_app.command()

@@ -93,9 +93,10 @@ def bi_encoder_sentences(cache: StateCache) -> Callable[[ReadingItem], np.ndarra
     return scores
 
 
-def run(out: Any, weights: list[Any], cache_dir: Any) -> dict[str, Any]:
+def run(out: Any, weights: list[Any], cache_dir: Any, cross_readers: list[str] | None = None) -> dict[str, Any]:
     """``sanad bench reader``: pair AUC and sentence R@1 on the reader's dev and test splits, for today's
-    bi-encoder, the untrained alignment and each trained reader given, with scoring speed."""
+    bi-encoder, the untrained alignment, each trained late reader given and each cross-encoder (names under
+    rag/data/ or .onnx paths; the shipped one by default), with scoring speed."""
     import time
 
     from evals.bench.common import Report
@@ -117,14 +118,14 @@ def run(out: Any, weights: list[Any], cache_dir: Any) -> dict[str, Any]:
         readers.append((w.name, reader_score(r, cache), reader_sentences(r, cache)))
     from rag.reader import CROSS_READER, load_reader
 
-    cross = load_reader(CROSS_READER)
+    crosses = [c for name in (cross_readers or [CROSS_READER]) if (c := load_reader(name)) is not None]
     rows: list[list[Any]] = []
     data: dict[str, Any] = {}
     for split in ("dev", "test"):
         chosen = [i for i in items if i.split == split]
         pairs = list(removed_pairs(chosen))
         split_readers = list(readers)
-        if cross is not None:
+        for cross in crosses:
             t0 = time.perf_counter()
             memo = cross_scores(cross, chosen, pairs)
             seconds = time.perf_counter() - t0
