@@ -255,8 +255,9 @@ class Sanad:
                 selection = self._follow_up(question, passages, said, (query, vector), prefer, cited)
             else:
                 selection = self.extractive.select(query, passages, vector)
-        base = {"language": lang, "rewritten_question": rewritten,
-                "reader": self.reader.name if self.reader is not None and selection.read else None}
+        # A selection judged with the reader's signals was read, so the reader is loaded: naming it loads nothing.
+        read_by = self.extractive.reader if selection.read else None
+        base = {"language": lang, "rewritten_question": rewritten, "reader": read_by.name if read_by else None}
         floor = self.extractive.floor(selection)
         if self.llm is None or not passages or selection.support < floor * _LLM_SCREEN:
             yield from self._offline(query, selection, base, degraded)

@@ -363,8 +363,7 @@ class ExtractiveAnswerer:
         """Whether the reader reads a question's candidates. An English question over Arabic articles (most of its
         candidates Arabic) only where the reader was fitted in for them (for reader-cross-1 it was not: on dev it
         did not help them, docs/reader.md); they then cost no reading."""
-        a = self.settings
-        if a.reader_weight_cross > 0 or len(a.refusal_read_cross) == len(READ_SIGNALS) + 2:
+        if self.settings.reader_weight_cross > 0 or self._stacked(cross=True):
             return True
         return sum(s.over_arabic for s in sentences) * 2 <= len(sentences)
 
@@ -578,12 +577,16 @@ class ExtractiveAnswerer:
         """How far the selection is on the answering side of the refusal line (negative: refuse). With the reader,
         a second logistic model stacked on the signals' margin: the signals' model was fitted on far more dev
         items than the reader left unseen (it trained on most of XQuAD), so only a few weights are fitted for it."""
-        a = self.settings
         base = self._signals_margin(selection)
-        model = (a.refusal_read_cross if selection.cross else a.refusal_read_same) if selection.read else []
-        if len(model) == len(READ_SIGNALS) + 2:
+        model = self._stacked(selection.cross) if selection.read else []
+        if model:
             return float(model[0] * base + np.dot(model[1:-1], selection.signals[len(SIGNALS):]) + model[-1])
         return base
+
+    def _stacked(self, cross: bool) -> list[float]:
+        """The stacked refusal model for the script case (``refusal_read_*``), or ``[]`` when none is set."""
+        model = self.settings.refusal_read_cross if cross else self.settings.refusal_read_same
+        return model if len(model) == len(READ_SIGNALS) + 2 else []
 
     def _signals_margin(self, selection: Selection) -> float:
         model = self.settings.refusal_cross if selection.cross else self.settings.refusal_same
@@ -600,8 +603,7 @@ class ExtractiveAnswerer:
         if not selection.signals:
             return True
         a = self.settings
-        stacked = (a.refusal_read_cross if selection.cross else a.refusal_read_same) if selection.read else []
-        if len(stacked) == len(READ_SIGNALS) + 2:  # the margin is the stacked model's: its own hedge
+        if selection.read and self._stacked(selection.cross):  # the margin is the stacked model's: its own hedge
             hedge = a.hedge_read_cross if selection.cross else a.hedge_read_same
         else:
             hedge = a.hedge_cross if selection.cross else a.hedge_same

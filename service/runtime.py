@@ -79,8 +79,7 @@ class Runtime:
             self._activate(self._given)
             return
         try:
-            engine = await anyio.to_thread.run_sync(Sanad.open, self.settings)
-            await anyio.to_thread.run_sync(getattr, engine, "reader")  # loaded now, not on the first question
+            engine = await self._open()
         except StoreUnavailable as exc:
             if not self.settings.qdrant.url:
                 raise
@@ -93,6 +92,12 @@ class Runtime:
             return
         self._opened.append(engine)
         self._activate(engine)
+
+    async def _open(self) -> Sanad:
+        """The engine, its reader loaded now rather than on the first question."""
+        engine = await anyio.to_thread.run_sync(Sanad.open, self.settings)
+        await anyio.to_thread.run_sync(getattr, engine, "reader")
+        return engine
 
     async def stop(self) -> None:
         self._stopping.set()
@@ -301,7 +306,7 @@ class Runtime:
                 await asyncio.wait_for(self._stopping.wait(), timeout=pause)
                 return
             try:
-                engine = await anyio.to_thread.run_sync(Sanad.open, self.settings)
+                engine = await self._open()
             except Exception as exc:  # still down, or a transient failure while it comes up
                 if str(exc) != self.store_error:
                     log.warning("Qdrant is still not usable (retrying every %g s): %s", pause, exc)

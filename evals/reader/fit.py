@@ -242,8 +242,12 @@ def main() -> None:
         reader = load_reader(args.reader, settings.embed.threads)
         if reader is None:
             raise SystemExit(f"the reader {args.reader!r} could not be loaded (sanad train-reader --export …)")
+        # Every case read, in both script cases and as deep as the fit looks (CANDIDATES): the fit chooses where
+        # the reader reads and how many sentences, whatever the configured values are.
         answerer = ExtractiveAnswerer.__new__(ExtractiveAnswerer)
-        answerer.settings, answerer.reader = settings.answer, reader
+        answerer.reader = reader
+        answerer.settings = settings.answer.model_copy(
+            update={"reader_candidates": max(CANDIDATES), "reader_weight_cross": 1.0})
         seen = trained_on() if args.split == "dev" else set()
         cases = []
         specs = [(s, [args.split]) for s in args.set] + [(s, ["dev", "test"]) for s in args.dev_set]
