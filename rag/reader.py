@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from rag.encoder import Encoded, PackedEncoder
+from rag.encoder import Encoded, PackedEncoder, shared_encoder
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "data"
 RECENT_PAIRS = 4096
@@ -232,7 +232,7 @@ def load_reader(name: str, threads: int = 2) -> CrossReader | None:
         if (name, threads) not in _READERS:
             try:
                 path = Path(name) if name.endswith(".onnx") else reader_path(name)
-                _READERS[(name, threads)] = CrossReader(PackedEncoder(), path, threads)
+                _READERS[(name, threads)] = CrossReader(shared_encoder(), path, threads)
             except Exception:
                 log.warning("the reader %r could not be loaded; answering without it", name, exc_info=True)
                 return None

