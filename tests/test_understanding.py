@@ -11,6 +11,7 @@ import pytest
 
 from index.ingest import Indexer
 from rag import embedding
+from rag.encoder import PackedEncoder
 from rag.engine import Sanad
 from rag.extractive import is_heading
 from rag.models import Answer, Turn
@@ -135,8 +136,34 @@ def cpu_without_avx2(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     yield
 
 
-def test_on_a_cpu_the_encoder_cannot_use_sanad_says_so_once_and_works_lexically(
+@pytest.fixture
+def no_encoder_runs(cpu_without_avx2: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Neither the C engine (no AVX2) nor onnxruntime (it cannot run the graph here) can run the encoder."""
+
+    def cannot(self: PackedEncoder, threads: int) -> None:
+        raise RuntimeError("onnxruntime cannot run the encoder's graph here")
+
+    monkeypatch.setattr(PackedEncoder, "_session", cannot)
+    yield
+
+
+def test_on_a_cpu_without_avx2_the_encoder_runs_on_onnxruntime_and_english_finds_arabic(
         tmp_path: Path, cpu_without_avx2: None, caplog: pytest.LogCaptureFixture) -> None:
+    settings = Settings.in_memory(tmp_path, embed=EmbedSettings(cache_path=tmp_path / "fresh.sqlite3"))
+    engine = Sanad.open(settings)
+    try:
+        with caplog.at_level(logging.WARNING, logger="sanad"):
+            index_seeds(engine, settings)
+            answer = engine.ask("Who heads the Hamas delegation in the Cairo negotiations?")
+        assert engine.store.count_dense_pending() == 0  # every chunk got its dense vector
+    finally:
+        engine.close()
+    assert not [r for r in caplog.records if "AVX2" in r.getMessage()]
+    assert answer.answerable and "خليل الحية" in answer.answer
+
+
+def test_on_a_cpu_the_encoder_cannot_use_sanad_says_so_once_and_works_lexically(
+        tmp_path: Path, no_encoder_runs: None, caplog: pytest.LogCaptureFixture) -> None:
     settings = Settings.in_memory(tmp_path, embed=EmbedSettings(cache_path=tmp_path / "fresh.sqlite3"))
     engine = Sanad.open(settings)
     try:
