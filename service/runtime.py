@@ -94,9 +94,9 @@ class Runtime:
         self._activate(engine)
 
     async def _open(self) -> Sanad:
-        """The engine, its reader loaded now rather than on the first question."""
+        """The engine, its encoder and reader loaded now rather than on the first question."""
         engine = await anyio.to_thread.run_sync(Sanad.open, self.settings)
-        await anyio.to_thread.run_sync(getattr, engine, "reader")
+        await anyio.to_thread.run_sync(engine.warm)
         return engine
 
     async def stop(self) -> None:

@@ -187,3 +187,21 @@ def test_when_onnxruntime_cannot_run_the_graph_the_engine_takes_over(tmp_path: P
     assert engine is not None
     ref = np.array(engine.embed_documents(["وقف إطلاق النار دخل حيز التنفيذ.", "Egypt and Qatar mediated."]))
     assert float((np.vstack([first, second]) * ref).sum(1).min()) >= 0.9999
+
+
+def test_warming_up_loads_the_encoder_without_caching_anything(tmp_path: Path, monkeypatch) -> None:  # noqa: ANN001
+    """`sanad serve` warms the engine before it is ready: the encoder's session is made then, not on the first
+    question, and the warm-up text leaves nothing in the vector cache."""
+    from rag import encoder as encoder_module
+    from rag.engine import Sanad
+    from rag.settings import EmbedSettings, Settings
+
+    monkeypatch.setattr(encoder_module, "_SHARED", None)  # as in a new process
+    engine = Sanad.open(Settings.in_memory(tmp_path, embed=EmbedSettings(cache_path=tmp_path / "v.sqlite3")))
+    try:
+        engine.warm()
+        assert engine.embedder is not None and engine.embedder.cache.count() == 0
+        shared = encoder_module._SHARED
+        assert shared is not None and engine.settings.embed.threads in shared._sessions
+    finally:
+        engine.close()
