@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -160,9 +160,43 @@ def reader_path(name: str) -> Path:
     return WEIGHTS_DIR / f"{name}.onnx"
 
 
+class TurnLock:
+    """A lock handed on in arrival order. ``threading.Lock`` is not: under 8 concurrent questions a question could
+    lose the reader to later ones several times. Measured (8 threads, 292 fresh Arabic questions, the same ones
+    each run): p95 628 and 613 ms with ``threading.Lock``, 477 with this; max 789 and 819 against 559. Written
+    here because the standard library has no fair lock."""
+
+    def __init__(self) -> None:
+        self._guard = threading.Lock()
+        self._waiting: deque[threading.Event] = deque()
+        self._held = False
+
+    def __enter__(self) -> TurnLock:
+        with self._guard:
+            if not self._held:
+                self._held = True
+                return self
+            turn = threading.Event()
+            self._waiting.append(turn)
+        turn.wait()  # the holder handed it over: held for us
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        with self._guard:
+            if self._waiting:
+                self._waiting.popleft().set()
+            else:
+                self._held = False
+
+    @property
+    def waiting(self) -> int:
+        with self._guard:
+            return len(self._waiting)
+
+
 class CrossReader:
-    """Logits for (question, sentence) pairs, higher when the sentence says the answer. Calls are serialised
-    (onnxruntime's threads would oversubscribe two cores), each on ``threads`` threads."""
+    """Logits for (question, sentence) pairs, higher when the sentence says the answer. Calls are serialised in
+    arrival order (onnxruntime's threads would oversubscribe two cores), each on ``threads`` threads."""
 
     def __init__(self, encoder: PackedEncoder, path: Path, threads: int = 2) -> None:
         import onnxruntime as ort
@@ -174,7 +208,8 @@ class CrossReader:
         meta = self._session.get_modelmeta().custom_metadata_map
         self.name = meta.get("sanad_reader", path.stem)
         self.encoder = encoder
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # the recent pairs
+        self._turns = TurnLock()  # the session: one read at a time, in arrival order
         # The logits of recent (question, sentence) pairs: a question asked again (a popular one, a page reload,
         # the eval harness) is not read again.
         self._recent: OrderedDict[tuple[str, str], float] = OrderedDict()
@@ -213,7 +248,7 @@ class CrossReader:
                 ids[r, : len(seqs[i])] = seqs[i]
                 mask[r, : len(seqs[i])] = 1
             embeds = self.encoder.embed_rows(ids.reshape(-1)).reshape(len(chunk), width, -1)
-            with self._lock:
+            with self._turns:
                 logits = self._session.run(None, {"embeds": embeds, "mask": mask})[0]
             out[chunk] = logits
         return out

@@ -303,3 +303,34 @@ def test_hard_negatives_are_the_answerers_best_sentences_of_other_paragraphs(tmp
     assert mine([], 2, path) == hard  # a resumed run trains on the same negatives
     pairs = training_pairs([own, other], random.Random(0), hard=hard)
     assert {(own.question, s, 0.0) for s in hard["q1"]} <= set(pairs)
+
+
+def test_the_reader_is_handed_on_in_arrival_order() -> None:
+    """Questions waiting for the reader get it first come, first served (a plain lock let later ones jump ahead)."""
+    import threading
+    import time
+
+    from rag.reader import TurnLock
+
+    turns = TurnLock()
+    order: list[int] = []
+
+    def wait_then_read(i: int) -> None:
+        with turns:
+            order.append(i)
+
+    with turns:  # one question reading; five arrive, one after another
+        threads = []
+        for i in range(5):
+            t = threading.Thread(target=wait_then_read, args=(i,))
+            t.start()
+            threads.append(t)
+            deadline = time.monotonic() + 10
+            while turns.waiting < i + 1 and time.monotonic() < deadline:
+                time.sleep(0.001)
+            assert turns.waiting == i + 1
+    for t in threads:
+        t.join(10)
+    assert order == [0, 1, 2, 3, 4]
+    with turns:  # free again
+        pass
