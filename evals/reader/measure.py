@@ -104,7 +104,8 @@ def run(out: Any, weights: list[Any], cache_dir: Any, cross_readers: list[str] |
     from rag.encoder import PackedEncoder
 
     report = Report("reader", "Reader: answer sentence removed pairs (pair AUC) and sentence R@1", out)
-    cache = StateCache(PackedEncoder(), cache_dir)
+    # numpy: the reference pass, the one the cached token states and the published figures came from
+    cache = StateCache(PackedEncoder(runtime="numpy"), cache_dir)
     cache.load()
     items = all_items()
     train = [i for i in items if i.split == "train"]

@@ -145,7 +145,8 @@ def train(out: Path, config: TrainConfig, cache_dir: Path, log: Any = print) -> 
     random.seed(config.seed)
     np.random.seed(config.seed)
     torch.manual_seed(config.seed)
-    encoder = PackedEncoder()
+    # numpy: the reference pass, the one the cached token states and the published figures came from
+    encoder = PackedEncoder(runtime="numpy")
     cache = StateCache(encoder, cache_dir)
     cache.load()
     items = all_items()
