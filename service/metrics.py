@@ -144,6 +144,10 @@ class FailureCountingEmbedder:
     def embed_query(self, text: str) -> list[float]:
         return self._counted(lambda: [self.inner.embed_query(text)])[0]
 
+    @property
+    def runs_on(self) -> str:
+        return self.inner.runs_on
+
     def warm(self) -> None:
         self.inner.warm()
 

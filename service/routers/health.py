@@ -71,7 +71,8 @@ async def readyz(request: Request) -> JSONResponse:
             # first). Chunks that have theirs are ranked hybrid, the others lexically, in one ranking.
             body["store"]["dense"] = {"done": chunks - pending, "pending": pending,
                                       "retrieval": "hybrid" if pending == 0 else
-                                      "hybrid where filled, lexical for the chunks still pending"}
+                                      "hybrid where filled, lexical for the chunks still pending",
+                                      "encoder": engine.embedder.runs_on}
         if chunks == 0:
             body["store"]["hint"] = "The index is empty: POST articles to /v1/documents."
     except Exception as exc:
