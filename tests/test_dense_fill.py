@@ -97,7 +97,7 @@ def test_the_service_fills_the_vectors_in_the_background_while_it_answers(engine
     with TestClient(create_app(engine.settings, engine)) as client:
         assert client.post("/v1/chat", json={"question": "من يرأس وفد حماس في مفاوضات القاهرة؟"}).json()["answerable"]
         dense = wait_for(lambda: (d := client.get("/readyz").json()["store"]["dense"])["pending"] == 0 and d)
-        assert dense == {"done": chunks, "pending": 0, "retrieval": "hybrid"}
+        assert dense == {"done": chunks, "pending": 0, "retrieval": "hybrid", "encoder": "onnxruntime"}
         assert client.get("/v1/documents").json()["dense_pending"] == 0
         answer = client.post("/v1/chat", json={"question": EN_Q}).json()
         assert answer["answerable"] and "003_046bdc7566d0cd7e" in {c["doc_id"] for c in answer["citations"]}
