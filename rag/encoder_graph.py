@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from rag.encoder import GRAPH_PATH, LINEARS, PackedEncoder
+from rag.encoder import GRAPH_PATH, PackedEncoder
 
 OPSET = 20  # Gelu is a standard operator from 20
 ACCURACY_LEVEL = 0
@@ -30,7 +30,7 @@ def build(encoder: PackedEncoder) -> Any:
     from onnx import TensorProto, helper, numpy_helper
 
     cfg = encoder.config
-    h, heads, ff = cfg.hidden, cfg.heads, cfg.ffn
+    h, heads = cfg.hidden, cfg.heads
     hd = h // heads
     weights = encoder.graph_weights()
     nodes: list[Any] = []
@@ -56,10 +56,11 @@ def build(encoder: PackedEncoder) -> Any:
         nodes.append(helper.make_node(op, inputs, [out], domain=domain, **attrs))
         return out
 
-    def linear(x: str, layer: int, name: str, n: int, k: int) -> str:
+    def linear(x: str, layer: int, name: str) -> str:
         p = f"l{layer}.{name}"
+        n, blocks, block_bytes = weights[f"{p}.q"].shape  # [out, in / 32, 16]: the sizes come with the weights
         y = node("MatMulNBits", [x, weight(f"{p}.q"), weight(f"{p}.s")], domain="com.microsoft",
-                 K=k, N=n, bits=4, block_size=32, accuracy_level=ACCURACY_LEVEL)
+                 K=blocks * block_bytes * 2, N=n, bits=4, block_size=block_bytes * 2, accuracy_level=ACCURACY_LEVEL)
         return node("Add", [y, weight(f"{p}.b")])
 
     def layer_norm(x: str, prefix: str) -> str:
@@ -69,11 +70,9 @@ def build(encoder: PackedEncoder) -> Any:
     const("to_heads", np.array([0, 0, heads, hd], np.int64))
     const("to_hidden", np.array([0, 0, h], np.int64))
     const("scale", np.array(1.0 / np.sqrt(hd), np.float32))
-    sizes = {"qkv": (3 * h, h), "ao": (h, h), "fi": (ff, h), "fo": (h, ff)}
-    assert [n for n, _ in LINEARS] == list(sizes)
     x = layer_norm("embeds", "eln")
     for i in range(cfg.layers):
-        qkv = linear(x, i, "qkv", *sizes["qkv"])
+        qkv = linear(x, i, "qkv")
         q, k, v = (f"l{i}.{part}" for part in "qkv")
         nodes.append(helper.make_node("Split", [qkv, "split3"], [q, k, v], axis=2))
         q = node("Transpose", [node("Reshape", [q, "to_heads"])], perm=[0, 2, 1, 3])
@@ -82,9 +81,9 @@ def build(encoder: PackedEncoder) -> Any:
         scores = node("Add", [node("Mul", [node("MatMul", [q, k]), "scale"]), "bias"])
         ctx = node("MatMul", [node("Softmax", [scores], axis=-1), v])
         ctx = node("Reshape", [node("Transpose", [ctx], perm=[0, 2, 1, 3]), "to_hidden"])
-        x = layer_norm(node("Add", [x, linear(ctx, i, "ao", *sizes["ao"])]), f"l{i}.aln")
-        mid = node("Gelu", [linear(x, i, "fi", *sizes["fi"])])
-        x = layer_norm(node("Add", [x, linear(mid, i, "fo", *sizes["fo"])]), f"l{i}.oln")
+        x = layer_norm(node("Add", [x, linear(ctx, i, "ao")]), f"l{i}.aln")
+        mid = node("Gelu", [linear(x, i, "fi")])
+        x = layer_norm(node("Add", [x, linear(mid, i, "fo")]), f"l{i}.oln")
     nodes.append(helper.make_node("Identity", [x], ["states"]))
     graph = helper.make_graph(
         nodes, "e5-small-q4",
