@@ -261,6 +261,8 @@ class Sanad:
                 selection = self._follow_up(question, passages, said, (query, vector), prefer, cited)
             else:
                 selection = self.extractive.select(query, passages, vector)
+        # The passages re-ranked by reading: an LLM is shown (and numbers) first what the answerer found answering.
+        passages = selection.in_order(passages)
         # A selection judged with the reader's signals was read, so the reader is loaded: naming it loads nothing.
         read_by = self.extractive.reader if selection.read else None
         base = {"language": lang, "rewritten_question": rewritten, "reader": read_by.name if read_by else None}

@@ -149,6 +149,14 @@ class Selection:
     signals: tuple[float, ...] = ()
     # The parts of a compound question that the articles do not answer (the others are answered).
     unanswered: list[str] = field(default_factory=list)
+    # The retrieved passages (chunk ids) in the answerer's reading order: those it quotes, in the order quoted,
+    # then the others by their best sentence as it ranked them (the reader's probability weighed in where it read).
+    order: list[str] = field(default_factory=list)
+
+    def in_order(self, passages: list[Passage]) -> list[Passage]:
+        """``passages`` re-ranked by reading: the selection's order first, then the rest as retrieved."""
+        rank = {c: i for i, c in enumerate(self.order)}
+        return sorted(passages, key=lambda p: rank.get(p.chunk_id, len(rank)))  # stable: the rest as retrieved
 
     @property
     def read(self) -> bool:
@@ -514,7 +522,10 @@ class ExtractiveAnswerer:
         signals = _signals(best, support, sentences, ranked) if semantic and best.semantic is not None else ()
         if signals and reading:
             signals += _read_signals(best, sentences)
-        return Selection(chosen, support, cross=best.cross, signals=signals)
+        in_pool = {id(s) for s in pool}
+        rest = sorted((s for s in sentences if id(s) not in in_pool), key=lambda s: -s.score)  # headings last
+        passages_read = list(dict.fromkeys(s.passage.chunk_id for s in [*chosen, *ranked, *rest]))
+        return Selection(chosen, support, cross=best.cross, signals=signals, order=passages_read)
 
     def select(
         self,
@@ -563,8 +574,10 @@ class ExtractiveAnswerer:
                 if (key := fold_cached(sentence.text)) not in seen:
                     seen.add(key)
                     sentences.append(sentence)
+        # Passages: those quoted, then each part's own order in turn.
+        order = [*(s.passage.chunk_id for s in sentences), *(c for _, s in parts for c in s.order)]
         return Selection(sentences, surest.support, cross=surest.cross, signals=surest.signals,
-                         unanswered=[q for q, _, ok in judged if not ok])
+                         unanswered=[q for q, _, ok in judged if not ok], order=list(dict.fromkeys(order)))
 
     def floor(self, selection: Selection) -> float:
         """The support an answer needs (calibrated; across scripts and without meaning it differs)."""

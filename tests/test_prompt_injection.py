@@ -133,8 +133,9 @@ def test_the_prompt_gives_passages_as_data_and_the_question_last(llm_engine: San
     assert all(s in head for s in INJECTED)
     passages = llm_engine.search(Q_TONNES)
     assert passages[0].doc_id == TARTUS.id
-    for n, p in enumerate(passages, 1):
-        assert f"[{n}] {p.title}" in head and p.text in head
+    assert head.startswith(f"Passages:\n\n[1] {TARTUS.title}")  # the answering passage first (reading order)
+    for p in passages:
+        assert re.search(rf"\[\d\] {re.escape(p.title)}", head) and p.text in head
 
 
 # -- a model that obeys the article ---------------------------------------------------------------------------
@@ -153,13 +154,16 @@ REPLIES: dict[str, Reply] = {
 
 
 def _given(fake: FakeOpenAI, engine: Sanad, question: str) -> list[str]:
-    """Chunk ids of the passages in the prompt, in their numbered order."""
+    """Chunk ids of the passages in the prompt, in their numbered order (every retrieved passage, whole)."""
     user = prompt_of(fake)[-1]["content"]
-    passages = engine.search(question)
-    for n, p in enumerate(passages, 1):
-        head = f"[{n}] {p.title}" + (f" ({p.date})" if p.date else "")
-        assert f"{head}\n{p.text}" in user
-    return [p.chunk_id for p in passages]
+    numbered = {}
+    for p in engine.search(question):
+        head = f"{p.title}" + (f" ({p.date})" if p.date else "")
+        found = re.search(rf"\[(\d+)\] {re.escape(head)}\n{re.escape(p.text)}", user)
+        assert found, p.chunk_id
+        numbered[int(found.group(1))] = p.chunk_id
+    assert sorted(numbered) == list(range(1, len(numbered) + 1))
+    return [numbered[n] for n in sorted(numbered)]
 
 
 @pytest.mark.parametrize("reply", list(REPLIES), ids=list(REPLIES))

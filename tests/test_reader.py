@@ -334,3 +334,32 @@ def test_the_reader_is_handed_on_in_arrival_order() -> None:
     assert order == [0, 1, 2, 3, 4]
     with turns:  # free again
         pass
+
+
+@pytest.mark.parametrize("retrieved_as", [1, 0])
+def test_an_llm_is_shown_first_the_passage_the_reader_finds_answering(tmp_path: Path, retrieved_as: int) -> None:
+    """The retrieved passages are re-ranked by reading: the one holding the sentence the reader finds answering is
+    passage [1] of the LLM's prompt, wherever retrieval put it."""
+    from rag.settings import LLMSettings
+    from tests.fakes.openai_server import run_fake_openai
+    from tests.test_llm_path import chat_messages, prompt_passages
+
+    question = "متى دخل وقف إطلاق النار حيز التنفيذ؟"
+    with run_fake_openai() as (fake, url):
+        llm = LLMSettings(base_url=url, api_key="x", model="fake-model", timeout=2)
+        settings = Settings.in_memory(tmp_path, llm=llm)
+        settings.answer.reader, settings.answer.reader_weight = "none", 0.6
+        engine = Sanad.open(settings)
+        try:
+            index_seeds(engine, settings)
+            retrieved, _ = engine.retrieve(question)
+            answering = retrieved[retrieved_as]
+            use(engine, FakeReader([answering.text[s:e] for s, e in answering.sentences]))
+            fake.reply = lambda messages: "جواب [1]."
+            engine.ask(question)
+            shown = prompt_passages(chat_messages(fake))
+            assert len(shown) == len(retrieved)
+            assert answering.text.strip()[:80] in shown[1]
+            assert all(p.text.strip()[:80] in "".join(shown.values()) for p in retrieved)  # re-ranked, none lost
+        finally:
+            engine.close()

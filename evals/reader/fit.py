@@ -118,14 +118,39 @@ def as_read(cases: list[Case], answer: AnswerSettings) -> list[Case]:
             for c in cases]
 
 
+def first_passage_found(cases: list[Case], answer: AnswerSettings) -> list[tuple[bool, bool]]:
+    """Per answerable case with gold sources: whether the first retrieved passage is of a gold document, and the
+    first passage in the answerer's reading order (:meth:`Selection.in_order`)."""
+    answerer = ExtractiveAnswerer.__new__(ExtractiveAnswerer)
+    answerer.settings = answer
+    out = []
+    for c in cases:
+        if not c.item.answerable or not c.item.sources or not c.passages:
+            continue
+        sel = answerer.combine([replace(s) for s in c.sentences], c.passages, c.said)
+        src = set(c.item.sources)
+        out.append((c.passages[0].doc_id in src, sel.in_order(c.passages)[0].doc_id in src))
+    return out
+
+
 def compare(cases: list[Case], answer: AnswerSettings) -> dict[str, Any]:
-    """Today's answerer (no reader) against the reader's, on ``cases`` under ``answer``, per script case."""
+    """Today's answerer (no reader) against the reader's, on ``cases`` under ``answer``, per script case; and
+    R@1 of the passages as retrieved and re-ranked by reading (by the signals alone, and with the reader)."""
     plain = replay(unread(cases), answer)
     read = replay(as_read(cases, answer), answer)
     out: dict[str, Any] = {}
     for key in ("same", "cross"):
         idx = [i for i, c in enumerate(cases) if _script(c) == key]
         out[key] = {"signals": figures([plain[i] for i in idx]), "reader": figures([read[i] for i in idx])}
+        mine = [cases[i] for i in idx]
+        found = {"signals": first_passage_found(unread(mine), answer),
+                 "reader": first_passage_found(as_read(mine, answer), answer)}
+        if found["signals"]:
+            out[key]["passage_r1"] = {
+                "items": len(found["signals"]),
+                "retrieved": round(sum(r for r, _ in found["signals"]) / len(found["signals"]), 4),
+                **{k: round(sum(f for _, f in v) / len(v), 4) for k, v in found.items()},
+            }
         # The two at one operating point: the reader's line moved to refuse as many answerable items as the
         # signals' does (which it, fitted on fewer dev items, need not do at its own line).
         ans = [read[i]["margin"] for i in idx if read[i]["answerable"]]
