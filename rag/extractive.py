@@ -293,16 +293,6 @@ def _holds(alternative: frozenset[str], have: set[str]) -> bool:
     return True
 
 
-def sentence_before(s: Sentence) -> str:
-    """The sentence before ``s`` in its passage (``""`` for the first): what a reader that reads context reads
-    with it (a pronoun's referent, the event a date belongs to)."""
-    starts = [(a, b) for a, b in s.passage.sentences if b <= s.start]
-    if not starts:
-        return ""
-    a, b = max(starts)
-    return s.passage.text[a:b]
-
-
 def passage_sentences(passages: list[Passage]) -> list[Sentence]:
     out = []
     for p in passages:
@@ -369,7 +359,7 @@ class ExtractiveAnswerer:
         if not texts:
             return
         try:
-            logits = reader.score(question, texts, [sentence_before(group[0]) for group in chosen.values()])
+            logits = reader.score(question, texts)
         except Exception:  # a broken model file, onnxruntime failing: answer on the signals
             log.warning("the reader failed; answering on the signals alone", exc_info=True)
             return

@@ -138,7 +138,6 @@ class Reader:
 # -- the cross-encoder ------------------------------------------------------------------------------------------
 
 MAX_TOKENS = 160  # question (at most 64 tokens) and sentence together
-MAX_TOKENS_BEFORE = 224  # with the sentence before it, for a reader that reads one (its start cut first)
 CROSS_READER = "reader-cross-1"
 
 
@@ -147,24 +146,14 @@ def question_ids(encoder: PackedEncoder, question: str) -> list[int]:
     return encoder.token_ids(question, "query: ")[0][:64]
 
 
-def pair_ids(encoder: PackedEncoder, question: str | list[int], sentence: str, before: str | None = None
-             ) -> list[int]:
+def pair_ids(encoder: PackedEncoder, question: str | list[int], sentence: str) -> list[int]:
     """``<s> query: question </s></s> passage: sentence </s>``: XLM-R's pair layout with e5's prefixes, the
-    sentence cut to fit ``MAX_TOKENS``. ``question``: its text, or its :func:`question_ids`.
-
-    ``before`` (a reader that reads context: the sentence before it in its passage, ``""`` for a passage's first):
-    ``… passage: sentence </s></s> before </s>`` within ``MAX_TOKENS_BEFORE``, the sentence first so that what is
-    judged keeps its place and the context is what gets cut (from its start: its end is nearest the sentence)."""
+    sentence cut to fit ``MAX_TOKENS``. ``question``: its text, or its :func:`question_ids`."""
     q = question_ids(encoder, question) if isinstance(question, str) else question
     s, _ = encoder.token_ids(sentence, "passage: ")
-    eos = encoder.tokenizer.eos
-    if before is None:
-        room = MAX_TOKENS - len(q) - 1
-        return [*q, eos, *s[1:-1][: max(room - 1, 1)], eos]
-    body = s[1:-1][: max(MAX_TOKENS - len(q) - 2, 1)]
-    room = MAX_TOKENS_BEFORE - len(q) - len(body) - 4
-    tail = encoder.token_ids(before, "")[0][1:-1][-room:] if before and room > 0 else []
-    return [*q, eos, *body, eos, eos, *tail, eos]
+    room = MAX_TOKENS - len(q) - 1
+    body = s[1:-1][: max(room - 1, 1)]
+    return [*q, encoder.tokenizer.eos, *body, encoder.tokenizer.eos]
 
 
 def reader_path(name: str) -> Path:
@@ -218,42 +207,35 @@ class CrossReader:
         self._session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         meta = self._session.get_modelmeta().custom_metadata_map
         self.name = meta.get("sanad_reader", path.stem)
-        # Whether it was trained to read each sentence with the one before it (pair_ids' ``before``).
-        self.reads_before = meta.get("sanad_reader_context") == "before"
         self.encoder = encoder
         self._lock = threading.Lock()  # the recent pairs
         self._turns = TurnLock()  # the session: one read at a time, in arrival order
         # The logits of recent (question, sentence) pairs: a question asked again (a popular one, a page reload,
         # the eval harness) is not read again.
-        self._recent: OrderedDict[tuple[str, str, str | None], float] = OrderedDict()
+        self._recent: OrderedDict[tuple[str, str], float] = OrderedDict()
 
-    def score(self, question: str, sentences: list[str], before: list[str] | None = None, batch: int = 32
-              ) -> np.ndarray:
-        """The logit of each sentence; ``before``: the sentence before each in its passage (``""`` for none),
-        read only by a reader trained on it (:attr:`reads_before`)."""
-        contexts: list[str | None] = list(before) if before is not None and self.reads_before else [None] * len(
-            sentences)
+    def score(self, question: str, sentences: list[str], batch: int = 32) -> np.ndarray:
         out = np.zeros(len(sentences), dtype=np.float32)
         todo = []
         with self._lock:
-            for i, key in enumerate(zip([question] * len(sentences), sentences, contexts, strict=True)):
-                if key in self._recent:
-                    out[i] = self._recent[key]
-                    self._recent.move_to_end(key)
+            for i, s in enumerate(sentences):
+                if (question, s) in self._recent:
+                    out[i] = self._recent[(question, s)]
+                    self._recent.move_to_end((question, s))
                 else:
                     todo.append(i)
         if todo:
-            out[todo] = self._read(question, [sentences[i] for i in todo], [contexts[i] for i in todo], batch)
+            out[todo] = self._read(question, [sentences[i] for i in todo], batch)
             with self._lock:
                 for i in todo:
-                    self._recent[(question, sentences[i], contexts[i])] = float(out[i])
+                    self._recent[(question, sentences[i])] = float(out[i])
                 while len(self._recent) > RECENT_PAIRS:
                     self._recent.popitem(last=False)
         return out
 
-    def _read(self, question: str, sentences: list[str], before: list[str | None], batch: int) -> np.ndarray:
+    def _read(self, question: str, sentences: list[str], batch: int) -> np.ndarray:
         q = question_ids(self.encoder, question)  # tokenized once for all its sentences
-        seqs = [pair_ids(self.encoder, q, s, b) for s, b in zip(sentences, before, strict=True)]
+        seqs = [pair_ids(self.encoder, q, s) for s in sentences]
         out = np.zeros(len(seqs), dtype=np.float32)
         order = sorted(range(len(seqs)), key=lambda i: len(seqs[i]))
         pad = self.encoder.tokenizer.eos

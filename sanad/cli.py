@@ -553,8 +553,6 @@ def train_reader(
     hard_negatives: Annotated[int, typer.Option(
         min=0, help="cross: per question, this many of the answerer's best-ranked sentences of other paragraphs "
         "(retrieved over the training paragraphs) as negatives.")] = 0,
-    before: Annotated[bool, typer.Option(
-        help="cross: read each sentence with the one before it in its paragraph (a pronoun's referent).")] = False,
 ) -> None:
     """Train the reader from the bundled encoder's weights (needs the train extra: torch, CPU build). Seeded;
     run it again with the same --out to resume after the last finished epoch."""
@@ -562,7 +560,7 @@ def train_reader(
         from evals.reader.cross import CrossConfig, export_best, train_cross
 
         config = CrossConfig(seed=seed, epochs=epochs, english_paragraphs=english_paragraphs, name=name,
-                             hard_negatives=hard_negatives, before=before)
+                             hard_negatives=hard_negatives)
         train_cross(out, config, log=console.print)
         if export is not None:
             console.print(f"exported: {export_best(out, export)}")

@@ -44,7 +44,7 @@ class FakeReader:
         self.fail = fail
         self.asked: list[str] = []
 
-    def score(self, question: str, sentences: list[str], before: list[str] | None = None) -> np.ndarray:
+    def score(self, question: str, sentences: list[str]) -> np.ndarray:
         self.asked.append(question)
         if self.fail:
             raise RuntimeError("the reader broke")
@@ -134,9 +134,8 @@ def test_a_reader_that_cannot_be_loaded_is_reported_not_raised(tmp_path: Path) -
     assert load_reader(str(tmp_path / "missing.onnx")) is None
 
 
-def _tiny_graph(path: Path, hidden: int, before: bool = False) -> Path:
-    """An ONNX graph with the reader's interface: the masked mean of the word rows, times a fixed vector;
-    ``before``: marked as a reader of each sentence with the one before it."""
+def _tiny_graph(path: Path, hidden: int) -> Path:
+    """An ONNX graph with the reader's interface: the masked mean of the word rows, times a fixed vector."""
     onnx = pytest.importorskip("onnx", reason="onnx (dev extra) builds the tiny graph")
     from onnx import TensorProto, helper
 
@@ -164,8 +163,6 @@ def _tiny_graph(path: Path, hidden: int, before: bool = False) -> Path:
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
     model.metadata_props.add(key="sanad_reader", value="tiny-1")
-    if before:
-        model.metadata_props.add(key="sanad_reader_context", value="before")
     onnx.save(model, str(path))
     return path
 
@@ -177,8 +174,8 @@ def test_the_cross_reader_reads_each_pair_alike_in_any_batch(tmp_path: Path) -> 
     assert reader.name == "tiny-1"  # named in the graph, so answers never mix readers silently
     question = "متى دخل وقف إطلاق النار حيز التنفيذ؟"
     texts = [SAYS, TOPICAL, "القاهرة", SAYS + " " + TOPICAL * 6]  # the last one longer than a pair holds
-    together = reader._read(question, texts, [None] * 4, batch=4)  # unlike score(), never from the recent pairs
-    alone = np.array([reader._read(question, [t], [None], batch=1)[0] for t in texts])
+    together = reader._read(question, texts, batch=4)  # unlike score(), never from the recent pairs
+    alone = np.array([reader._read(question, [t], batch=1)[0] for t in texts])
     assert np.allclose(together, alone, atol=1e-4)  # padding never leaks into a pair's score
     runs = []
     session_run = reader._session.run
@@ -193,14 +190,10 @@ def test_the_cross_reader_reads_each_pair_alike_in_any_batch(tmp_path: Path) -> 
 
 
 def _weights(tmp_path: Path) -> np.ndarray:
-    return _weights_of(tmp_path / "tiny.onnx")
-
-
-def _weights_of(path: Path) -> np.ndarray:
     import onnx
     from onnx import numpy_helper
 
-    model = onnx.load(str(path))
+    model = onnx.load(str(tmp_path / "tiny.onnx"))
     return numpy_helper.to_array(next(i for i in model.graph.initializer if i.name == "w"))[:, 0]
 
 
@@ -370,64 +363,3 @@ def test_an_llm_is_shown_first_the_passage_the_reader_finds_answering(tmp_path: 
             assert all(p.text.strip()[:80] in "".join(shown.values()) for p in retrieved)  # re-ranked, none lost
         finally:
             engine.close()
-
-
-# -- a reader that reads each sentence with the one before it (sanad train-reader --before) ---------------------
-
-
-def test_a_context_pair_keeps_the_sentence_whole_and_cuts_the_context_from_its_start() -> None:
-    enc = PackedEncoder()
-    question = "متى دخل وقف إطلاق النار حيز التنفيذ؟"
-    alone = pair_ids(enc, question, SAYS)
-    read = pair_ids(enc, question, SAYS, TOPICAL)
-    eos = enc.tokenizer.eos
-    assert read[: len(alone)] == alone  # the judged sentence where a reader of sentences alone has it
-    before = enc.token_ids(TOPICAL, "")[0][1:-1]
-    assert read[len(alone) :] == [eos, *before, eos]
-    long = pair_ids(enc, question, SAYS, TOPICAL * 8)
-    assert len(long) == 224 and long[: len(alone)] == alone  # the context cut, not the sentence
-    assert long[-6:-1] == before[-5:]  # from its start: its end is what leads into the sentence
-    assert pair_ids(enc, question, SAYS, "") == [*alone, eos, eos]  # a passage's first sentence
-
-
-def test_a_context_reader_reads_each_sentence_with_the_one_before_it(tmp_path: Path) -> None:
-    pytest.importorskip("onnxruntime", reason="onnxruntime (reader or dev extra) runs the reader")
-    enc = PackedEncoder()
-    plain = CrossReader(enc, _tiny_graph(tmp_path / "plain.onnx", enc.config.hidden), threads=1)
-    ctx = CrossReader(enc, _tiny_graph(tmp_path / "ctx.onnx", enc.config.hidden, before=True), threads=1)
-    assert not plain.reads_before and ctx.reads_before
-    q = "متى دخل وقف إطلاق النار حيز التنفيذ؟"
-    # A reader of sentences alone is not handed the context; one of context reads it (and keeps it in its key).
-    assert plain.score(q, [SAYS], [TOPICAL])[0] == pytest.approx(plain.score(q, [SAYS])[0], abs=1e-6)
-    with_before = ctx.score(q, [SAYS], [TOPICAL])[0]
-    assert with_before != pytest.approx(ctx.score(q, [SAYS], [""])[0], abs=1e-4)
-    rows = enc.embed_rows(np.asarray(pair_ids(enc, q, SAYS, TOPICAL)))
-    assert with_before == pytest.approx(float(rows.mean(axis=0) @ _weights_of(tmp_path / "ctx.onnx")), abs=1e-3)
-
-
-class ContextReader(FakeReader):
-    """A fake reader of context: records the sentence before each sentence it is handed."""
-
-    reads_before = True
-
-    def __init__(self, answers: list[str]) -> None:
-        super().__init__(answers)
-        self.before: dict[str, str] = {}
-
-    def score(self, question: str, sentences: list[str], before: list[str] | None = None) -> np.ndarray:
-        assert before is not None and len(before) == len(sentences)
-        self.before.update(zip(sentences, before, strict=True))
-        return super().score(question, sentences)
-
-
-def test_the_answerer_hands_a_context_reader_the_sentence_before_each_in_its_article(reading_engine: Sanad) -> None:
-    from tests.conftest import SEED_IDS, read_seed
-
-    reader = use(reading_engine, ContextReader(["10 أكتوبر"]))
-    assert reading_engine.ask("متى دخل وقف إطلاق النار حيز التنفيذ؟").answerable
-    assert any(reader.before.values()), "no sentence was read with the one before it"
-    for sentence, before in reader.before.items():
-        article = next(read_seed(d) for d in SEED_IDS if sentence in read_seed(d))
-        if before:  # the sentence right before it in the article (a passage's first has none)
-            gap = article[article.index(before) + len(before) : article.index(sentence)]
-            assert article.index(before) < article.index(sentence) and not gap.strip(" \n"), (before, sentence)

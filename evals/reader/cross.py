@@ -9,7 +9,6 @@ from typing import Any
 
 import numpy as np
 
-from evals.reader.data import reading_texts, split_reading
 from rag.encoder import PackedEncoder
 from rag.reader import pair_ids
 
@@ -91,21 +90,19 @@ class CrossConfig:
     name: str = "reader-cross-1"  # the exported model's name: in answers' metadata and /readyz
     english_paragraphs: bool = False  # also train on XQuAD's English paragraphs (data.xquad_english_paragraph_items)
     hard_negatives: int = 0  # per question: the answerer's best sentences of other paragraphs (evals.reader.hard)
-    before: bool = False  # read each sentence with the one before it in its paragraph (rag.reader.pair_ids)
 
 def training_pairs(items: list[Any], rng: Any, same_paragraph: int = 4, same_article: int = 2,
-                   random_sentences: int = 1, hard: dict[str, list[str]] | None = None, before: bool = False
+                   random_sentences: int = 1, hard: dict[str, list[str]] | None = None
                    ) -> list[tuple[str, str, float]]:
     """(question, sentence, label): the answer's sentences; other sentences of its paragraph (on topic, not
     said); sentences of another paragraph of its article; one of any paragraph; and ``hard``'s negatives
-    (mined from retrieval, :mod:`evals.reader.hard`, read alone). ``before``: each sentence with the one before
-    it (:func:`evals.reader.data.reading_texts`)."""
+    (mined from retrieval, :mod:`evals.reader.hard`)."""
     by_group: dict[str, list[Any]] = {}
     for it in items:
         by_group.setdefault(it.group, []).append(it)
     out = []
     for it in items:
-        sents = reading_texts(it.context, it.sentences, before)
+        sents = [it.context[s:e] for s, e in it.sentences]
         for i in sorted(it.answer):
             out.append((it.question, sents[i], 1.0))
         others = [s for i, s in enumerate(sents) if i not in it.answer]
@@ -114,14 +111,14 @@ def training_pairs(items: list[Any], rng: Any, same_paragraph: int = 4, same_art
         same = [o for o in by_group[it.group] if o.context != it.context]
         if same:
             o = rng.choice(same)
-            osents = reading_texts(o.context, o.sentences, before)
+            osents = [o.context[s:e] for s, e in o.sentences]
             for s in rng.sample(osents, min(same_article, len(osents))):
                 out.append((it.question, s, 0.0))
         for _ in range(random_sentences):
             o = rng.choice(items)
             if o.context != it.context:
-                k = rng.randrange(len(o.sentences))
-                out.append((it.question, reading_texts(o.context, o.sentences, before)[k], 0.0))
+                s, e = rng.choice(o.sentences)
+                out.append((it.question, o.context[s:e], 0.0))
         out += [(it.question, s, 0.0) for s in (hard or {}).get(it.qid, [])]
     return out
 
@@ -138,7 +135,7 @@ class CrossScorer:
         torch = self.torch
         todo = sorted({p for p in pairs if p not in self.memo})
         if todo:
-            encoded = [pair_ids(self.encoder, q, *split_reading(s)) for q, s in todo]
+            encoded = [pair_ids(self.encoder, q, s) for q, s in todo]
             order = sorted(range(len(todo)), key=lambda i: len(encoded[i]))
             self.model.eval()
             with torch.no_grad():
@@ -160,15 +157,15 @@ def _pad(torch: Any, seqs: list[list[int]], pad: int) -> tuple[Any, Any]:
     return ids, mask
 
 
-def evaluate(scorer: CrossScorer, items: list[Any], before: bool = False) -> dict[str, Any]:
+def evaluate(scorer: CrossScorer, items: list[Any]) -> dict[str, Any]:
     """Pair AUC on answer-sentence-removed pairs and sentence R@1, per question language."""
     from evals.reader.data import removed_pairs
     from evals.reader.measure import by_language, memo_scores, sentence_r1, wanted_pairs
 
     pairs = list(removed_pairs(items))
     # one batched pass over everything, sorted by length across questions
-    memo = scorer.score([(q, s) for q, sents in wanted_pairs(items, pairs, before).items() for s in sents])
-    pair_score, sentences = memo_scores(memo, before)
+    memo = scorer.score([(q, s) for q, sents in wanted_pairs(items, pairs).items() for s in sents])
+    pair_score, sentences = memo_scores(memo)
     out = by_language(pairs, pair_score)
     out["sentence_r1"] = sentence_r1(items, sentences)
     return out
@@ -210,8 +207,7 @@ def train_cross(out: Any, config: Any, log: Any = print) -> Any:
     # The head is new: at the body's fine-tuning rate its bias alone would take thousands of steps to move.
     opt = torch.optim.AdamW([{"params": body, "lr": config.lr}, {"params": head, "lr": config.head_lr}],
                             weight_decay=0.01)
-    per_epoch = len(training_pairs(train_items, random.Random(config.seed), hard=hard,
-                                   before=config.before)) // config.batch + 1
+    per_epoch = len(training_pairs(train_items, random.Random(config.seed), hard=hard)) // config.batch + 1
     total = per_epoch * config.epochs
     warm = max(1, total // 10)
     sched = torch.optim.lr_scheduler.LambdaLR(
@@ -230,10 +226,10 @@ def train_cross(out: Any, config: Any, log: Any = print) -> Any:
         t0 = time.time()
         rng = random.Random(config.seed * 1000 + epoch)  # each epoch's sample and order depend on the seed only
         torch.manual_seed(config.seed * 1000 + epoch)
-        pairs = training_pairs(train_items, rng, hard=hard, before=config.before)
+        pairs = training_pairs(train_items, rng, hard=hard)
         rng.shuffle(pairs)
         # Length buckets: batches of similar length pad less (sorted within windows of 8 batches, then shuffled).
-        encoded = {(q, s): pair_ids(encoder, q, *split_reading(s)) for q, s, _ in pairs}
+        encoded = {(q, s): pair_ids(encoder, q, s) for q, s, _ in pairs}
         window = config.batch * 8
         batches = []
         for w in range(0, len(pairs), window):
@@ -255,7 +251,7 @@ def train_cross(out: Any, config: Any, log: Any = print) -> Any:
             loss_sum += float(loss.detach())
             if seen % 50 == 0:
                 log(f"epoch {epoch + 1} step {seen}/{per_epoch} loss {loss_sum / seen:.4f} {time.time() - t0:.0f}s")
-        dev = evaluate(CrossScorer(torch, model, encoder), dev_items, config.before)
+        dev = evaluate(CrossScorer(torch, model, encoder), dev_items)
         history.append({"epoch": epoch + 1, "loss": loss_sum / max(seen, 1), "dev": dev,
                         "seconds": round(time.time() - t0)})
         log(json.dumps(history[-1]))
@@ -270,7 +266,7 @@ def train_cross(out: Any, config: Any, log: Any = print) -> Any:
 # -- export ---------------------------------------------------------------------------------------------------
 
 
-def export_onnx(torch: Any, model: Any, path: Any, name: str, quantize: bool = True, before: bool = False) -> Any:
+def export_onnx(torch: Any, model: Any, path: Any, name: str, quantize: bool = True) -> Any:
     """The trained cross-encoder as an ONNX graph over word rows (``embeds [B, T, H]``, ``mask [B, T]``) ->
     ``logit [B]``: the word table stays out (the runtime reads it from the packed encoder), the layers are
     quantized to int8 (dynamic, per channel) for size and speed. Returns the written path."""
@@ -308,8 +304,6 @@ def export_onnx(torch: Any, model: Any, path: Any, name: str, quantize: bool = T
 
     graph = onnx.load(str(raw))
     graph.metadata_props.add(key="sanad_reader", value=name)
-    if before:  # rag.reader.CrossReader.reads_before
-        graph.metadata_props.add(key="sanad_reader_context", value="before")
     onnx.save(graph, str(raw))
     if not quantize:
         raw.rename(path)
@@ -318,12 +312,8 @@ def export_onnx(torch: Any, model: Any, path: Any, name: str, quantize: bool = T
 
     quantize_dynamic(str(raw), str(path), weight_type=QuantType.QInt8, per_channel=True)
     q = onnx.load(str(path))
-    keys = {p.key for p in q.metadata_props}
-    if "sanad_reader" not in keys or (before and "sanad_reader_context" not in keys):
-        if "sanad_reader" not in keys:
-            q.metadata_props.add(key="sanad_reader", value=name)
-        if before and "sanad_reader_context" not in keys:
-            q.metadata_props.add(key="sanad_reader_context", value="before")
+    if not any(p.key == "sanad_reader" for p in q.metadata_props):
+        q.metadata_props.add(key="sanad_reader", value=name)
         onnx.save(q, str(path))
     raw.unlink()
     return path
@@ -339,4 +329,4 @@ def export_best(run: Any, path: Any) -> Any:
     config = CrossConfig(**json.loads((Path(run) / "config.json").read_text()))
     model = build(torch, PackedEncoder(), config.layers)
     model.load_state_dict(torch.load(Path(run) / "best.pt", weights_only=True))
-    return export_onnx(torch, model.eval(), path, config.name, before=config.before)
+    return export_onnx(torch, model.eval(), path, config.name)

@@ -155,27 +155,6 @@ class Pair:
     label: int
 
 
-# What a reader reads for one sentence, as one string in the evaluation's memo keys: the sentence, and for a
-# reader that reads context, the sentence before it after this separator (split by ``split_reading``).
-BEFORE = "\x1e"
-
-
-def reading_texts(context: str, spans: Iterable[tuple[int, int]], before: bool = False) -> list[str]:
-    """Each sentence of a paragraph as a reader reads it: alone, or (``before``) with the sentence before it in
-    the paragraph as given (in an answer-removed paragraph, the one before the cut)."""
-    spans = list(spans)
-    if not before:
-        return [context[s:e] for s, e in spans]
-    return [context[s:e] + BEFORE + (context[spans[i - 1][0]:spans[i - 1][1]] if i else "")
-            for i, (s, e) in enumerate(spans)]
-
-
-def split_reading(text: str) -> tuple[str, str | None]:
-    """``(sentence, before)`` of a :func:`reading_texts` string (``before`` None: read alone)."""
-    sentence, sep, before = text.partition(BEFORE)
-    return sentence, before if sep else None
-
-
 def removed_pairs(items: Iterable[ReadingItem]) -> Iterator[Pair]:
     """Each question with its whole paragraph (1) and with the answer's sentences removed (0)."""
     for it in items:

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from evals.reader.data import BEFORE, Pair, ReadingItem, StateCache, reading_texts, removed_pairs, split_reading
+from evals.reader.data import Pair, ReadingItem, StateCache, removed_pairs
 from rag.reader import Reader, ReaderWeights
 
 PairScore = Callable[[Pair], float]
@@ -153,43 +153,33 @@ def run(out: Any, weights: list[Any], cache_dir: Any, cross_readers: list[str] |
     return data
 
 
-def wanted_pairs(items: list[ReadingItem], pairs: list[Pair], before: bool = False) -> dict[str, set[str]]:
-    """Each question's sentences that the pairs and the items need read (:func:`reading_texts`)."""
+def wanted_pairs(items: list[ReadingItem], pairs: list[Pair]) -> dict[str, set[str]]:
+    """Each question's sentences that the pairs and the items need read."""
     wanted: dict[str, set[str]] = {}
     for p in pairs:
-        wanted.setdefault(p.item.question, set()).update(reading_texts(p.context, p.sentences, before))
+        wanted.setdefault(p.item.question, set()).update(p.context[s:e] for s, e in p.sentences)
     for it in items:
-        wanted.setdefault(it.question, set()).update(reading_texts(it.context, it.sentences, before))
+        wanted.setdefault(it.question, set()).update(it.context[s:e] for s, e in it.sentences)
     return wanted
 
 
 def cross_scores(reader: Any, items: list[ReadingItem], pairs: list[Pair]) -> dict[tuple[str, str], float]:
-    """Every (question, sentence) the pairs and items need, read once by the cross reader (each sentence with
-    the one before it where the reader reads that)."""
-    wanted = wanted_pairs(items, pairs, reader.reads_before)
+    """Every (question, sentence) the pairs and items need, read once by the cross reader."""
+    wanted = wanted_pairs(items, pairs)
     memo: dict[tuple[str, str], float] = {}
     for q, sents in wanted.items():
         ordered = sorted(sents)
-        split = [split_reading(s) for s in ordered]
-        before = [b or "" for _, b in split] if reader.reads_before else None
-        for s, v in zip(ordered, reader.score(q, [t for t, _ in split], before), strict=True):
+        for s, v in zip(ordered, reader.score(q, ordered), strict=True):
             memo[(q, s)] = float(v)
     return memo
 
 
-def memo_scores(memo: dict[tuple[str, str], float], before: bool | None = None
-                ) -> tuple[PairScore, Callable[[ReadingItem], np.ndarray]]:
-    """Pair and sentence scores from the read memo; ``before``: whether its keys carry the sentence before
-    (by default, whether they do)."""
-    if before is None:
-        before = any(BEFORE in s for _, s in memo)
-
+def memo_scores(memo: dict[tuple[str, str], float]) -> tuple[PairScore, Callable[[ReadingItem], np.ndarray]]:
     def pair_score(p: Pair) -> float:
-        return max((memo[(p.item.question, t)] for t in reading_texts(p.context, p.sentences, before)),
-                   default=-1e9)
+        return max((memo[(p.item.question, p.context[s:e])] for s, e in p.sentences), default=-1e9)
 
     def sent_scores(it: ReadingItem) -> np.ndarray:
-        return np.array([memo[(it.question, t)] for t in reading_texts(it.context, it.sentences, before)])
+        return np.array([memo[(it.question, it.context[s:e])] for s, e in it.sentences])
 
     return pair_score, sent_scores
 
