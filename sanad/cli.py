@@ -553,6 +553,9 @@ def train_reader(
     hard_negatives: Annotated[int, typer.Option(
         min=0, help="cross: per question, this many of the answerer's best-ranked sentences of other paragraphs "
         "(retrieved over the training paragraphs) as negatives.")] = 0,
+    swapped: Annotated[int, typer.Option(
+        min=0, help="cross: per Arabic question, this many copies with one of the words its answer's sentence "
+        "holds swapped for another word of its article, against that sentence as negatives.")] = 0,
 ) -> None:
     """Train the reader from the bundled encoder's weights (needs the train extra: torch, CPU build). Seeded;
     run it again with the same --out to resume after the last finished epoch."""
@@ -560,7 +563,7 @@ def train_reader(
         from evals.reader.cross import CrossConfig, export_best, train_cross
 
         config = CrossConfig(seed=seed, epochs=epochs, english_paragraphs=english_paragraphs, name=name,
-                             hard_negatives=hard_negatives)
+                             hard_negatives=hard_negatives, swapped=swapped)
         train_cross(out, config, log=console.print)
         if export is not None:
             console.print(f"exported: {export_best(out, export)}")

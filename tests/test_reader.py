@@ -363,3 +363,37 @@ def test_an_llm_is_shown_first_the_passage_the_reader_finds_answering(tmp_path: 
             assert all(p.text.strip()[:80] in "".join(shown.values()) for p in retrieved)  # re-ranked, none lost
         finally:
             engine.close()
+
+
+def test_contrast_questions_swap_a_word_the_answer_holds_for_one_of_its_article_it_lacks() -> None:
+    """``sanad train-reader --swapped N``: the answer's sentence no longer says what the changed question asks."""
+    import random
+
+    from evals.reader.cross import contrast_questions, training_pairs
+    from evals.reader.data import ReadingItem
+    from rag.sentences import answer_spans
+
+    question = "من يرأس وفد حركة حماس في مفاوضات القاهرة؟"
+    sentence = "ويرأس وفد حركة حماس في مفاوضات القاهرة خليل الحية."
+    article = "وصل الوفد الإسرائيلي إلى القاهرة مساء أمس لبحث المرحلة الثانية."
+    rng = random.Random(0)
+    swapped = contrast_questions(question, sentence, article, rng, 20)
+    assert swapped and all(q != question for q in swapped)
+    for q in swapped:
+        new = set(q.rstrip("؟").split()) - set(question.rstrip("؟").split())
+        gone = set(question.rstrip("؟").split()) - set(q.rstrip("؟").split())
+        assert len(new) == 1 and len(gone) == 1  # one word changed
+        assert gone.pop() in sentence and (w := new.pop()) in article and w not in sentence
+    assert contrast_questions("Who heads the delegation?", sentence, article, rng, 3) == []  # nothing shared
+
+    def item(qid: str, lang: str, q: str, context: str) -> ReadingItem:
+        return ReadingItem(qid, lang, q, context, tuple(answer_spans(context)), frozenset({0}), "a", "test", "train")
+
+    items = [item("q1", "ar", question, sentence + " " + article), item("q2", "ar", "متى وصل الوفد؟", article),
+             item("q3", "en", "Who heads the Hamas delegation?", sentence + " " + article)]
+    pairs = training_pairs(items, random.Random(0), swapped=2)
+    contrast = [(q, s, y) for q, s, y in pairs if q not in {it.question for it in items}]
+    assert contrast and all(y == 0.0 for _, _, y in contrast)
+    for q, s, _ in contrast:  # each against its own question's answer sentence
+        assert s == (article if q.startswith("متى") else sentence)
+    assert not any(q.startswith("Who") for q, _, _ in contrast)  # English questions over Arabic: none

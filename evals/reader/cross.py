@@ -4,6 +4,7 @@ weights in numpy (:mod:`rag.reader`)."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -11,6 +12,7 @@ import numpy as np
 
 from rag.encoder import PackedEncoder
 from rag.reader import pair_ids
+from rag.text import _stopwords, fold
 
 
 def build(torch: Any, encoder: PackedEncoder, layers: int | None = None) -> Any:
@@ -90,13 +92,41 @@ class CrossConfig:
     name: str = "reader-cross-1"  # the exported model's name: in answers' metadata and /readyz
     english_paragraphs: bool = False  # also train on XQuAD's English paragraphs (data.xquad_english_paragraph_items)
     hard_negatives: int = 0  # per question: the answerer's best sentences of other paragraphs (evals.reader.hard)
+    swapped: int = 0  # per Arabic question: contrast questions against its answer's sentence (contrast_questions)
+
+_WORD = re.compile(r"[^\W\d_]{4,}")  # a word of four letters or more (names, nouns, qualifiers)
+
+
+def contrast_questions(question: str, sentence: str, article: str, rng: Any, n: int) -> list[str]:
+    """Up to ``n`` copies of ``question``, each with one of its words that ``sentence`` (its answer) holds swapped
+    for a word of ``article`` (the other paragraphs of its article) that neither holds: on the same topic, and
+    the sentence no longer says what is asked ("who headed the *Hamas* delegation" -> "... the *Israeli*
+    delegation"). Negatives that teach the reader to check every qualifier, not the topic."""
+    stop = _stopwords()
+    said = {fold(w) for w in _WORD.findall(sentence)}
+    asked = {fold(w) for w in _WORD.findall(question)}
+    held = list(dict.fromkeys(w for w in _WORD.findall(question) if (f := fold(w)) in said and f not in stop))
+    pool = list(dict.fromkeys(w for w in _WORD.findall(article)
+                              if (f := fold(w)) not in said and f not in asked and f not in stop))
+    if not held or not pool:
+        return []
+    out = []
+    for _ in range(n):
+        word = rng.choice(held)
+        # A definite noun for a definite one ("الإسرائيلي" for "الفلسطيني"), a bare word for a bare one: the
+        # question stays well formed more often.
+        alike = [w for w in pool if w.startswith("ال") == word.startswith("ال")] or pool
+        out.append(re.sub(rf"(?<!\w){re.escape(word)}(?!\w)", rng.choice(alike), question, count=1))
+    return out
+
 
 def training_pairs(items: list[Any], rng: Any, same_paragraph: int = 4, same_article: int = 2,
-                   random_sentences: int = 1, hard: dict[str, list[str]] | None = None
+                   random_sentences: int = 1, hard: dict[str, list[str]] | None = None, swapped: int = 0
                    ) -> list[tuple[str, str, float]]:
     """(question, sentence, label): the answer's sentences; other sentences of its paragraph (on topic, not
-    said); sentences of another paragraph of its article; one of any paragraph; and ``hard``'s negatives
-    (mined from retrieval, :mod:`evals.reader.hard`)."""
+    said); sentences of another paragraph of its article; one of any paragraph; ``hard``'s negatives
+    (mined from retrieval, :mod:`evals.reader.hard`); and (``swapped``) the answer's sentence against
+    :func:`contrast_questions` of an Arabic question."""
     by_group: dict[str, list[Any]] = {}
     for it in items:
         by_group.setdefault(it.group, []).append(it)
@@ -120,6 +150,10 @@ def training_pairs(items: list[Any], rng: Any, same_paragraph: int = 4, same_art
                 s, e = rng.choice(o.sentences)
                 out.append((it.question, o.context[s:e], 0.0))
         out += [(it.question, s, 0.0) for s in (hard or {}).get(it.qid, [])]
+        if swapped and it.lang == "ar" and it.answer and same:
+            answer = sents[min(it.answer)]
+            article = " ".join(o.context for o in same)
+            out += [(q, answer, 0.0) for q in contrast_questions(it.question, answer, article, rng, swapped)]
     return out
 
 
@@ -207,7 +241,8 @@ def train_cross(out: Any, config: Any, log: Any = print) -> Any:
     # The head is new: at the body's fine-tuning rate its bias alone would take thousands of steps to move.
     opt = torch.optim.AdamW([{"params": body, "lr": config.lr}, {"params": head, "lr": config.head_lr}],
                             weight_decay=0.01)
-    per_epoch = len(training_pairs(train_items, random.Random(config.seed), hard=hard)) // config.batch + 1
+    per_epoch = len(training_pairs(train_items, random.Random(config.seed), hard=hard,
+                                   swapped=config.swapped)) // config.batch + 1
     total = per_epoch * config.epochs
     warm = max(1, total // 10)
     sched = torch.optim.lr_scheduler.LambdaLR(
@@ -226,7 +261,7 @@ def train_cross(out: Any, config: Any, log: Any = print) -> Any:
         t0 = time.time()
         rng = random.Random(config.seed * 1000 + epoch)  # each epoch's sample and order depend on the seed only
         torch.manual_seed(config.seed * 1000 + epoch)
-        pairs = training_pairs(train_items, rng, hard=hard)
+        pairs = training_pairs(train_items, rng, hard=hard, swapped=config.swapped)
         rng.shuffle(pairs)
         # Length buckets: batches of similar length pad less (sorted within windows of 8 batches, then shuffled).
         encoded = {(q, s): pair_ids(encoder, q, s) for q, s, _ in pairs}
