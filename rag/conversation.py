@@ -19,6 +19,8 @@ _REFERRING = re.compile(
 _FEW_CONTENT_WORDS = 3
 # A question that opens by continuing the last one: "and …", "what about …", "then …".
 _CONTINUING = re.compile(r"^\W*(and|also|what about|how about|then|ثم)\b", re.IGNORECASE)
+# "What about …?", "وماذا عن …؟": the last question asked again of something else, a follow-up whatever it names.
+_ASKS_AGAIN = re.compile(r"^\W*(?:(?:and\s+)?(?:what|how) about\b|[وف]?ماذا عن(?:\s|$))", re.IGNORECASE)
 
 
 def _continues(question: str) -> bool:
@@ -48,13 +50,17 @@ def carry_context(question: str, history: list[Turn], analyzer: Analyzer, openin
     prev = previous_question(history)
     if not prev:
         return None
-    words = analyzer.tokens(question)
-    points_back = bool(_REFERRING.search(question) or (opening and _continues(question)))
+    # An opening و/ف joined to a function word ("ومتى", "وعلى") is the "and", not a word of the question's own.
+    words = [w for w in analyzer.tokens(question) if not (w[:1] in "وف" and fold(w[1:]) in _stopwords())]
+    refers = bool(_REFERRING.search(question) or (opening and _ASKS_AGAIN.search(question)))
+    points_back = refers or (opening and _continues(question))
     if len(words) > _FEW_CONTENT_WORDS and not points_back:
         return None
-    if not points_back and len(words) >= 2 and not set(words) & set(analyzer.tokens(prev)):
-        # Short, but naming its own subject and nothing of the conversation's ("Who won the 2022 World Cup?"):
-        # it stands alone, and carrying the conversation in would answer it from the conversation.
+    if not refers and len(words) >= 2 and not set(words) & set(analyzer.tokens(prev)):
+        # Naming its own subject and nothing of the conversation's ("Who won the 2022 World Cup?"): it stands
+        # alone, and carrying the conversation in would answer it from the conversation. So too after an opening
+        # "and" ("And what is the capital of Australia?", "وكم عدد سكان الصين؟"): a new question often opens
+        # so, in Arabic above all (و), and only a word that refers back ties it to what was said.
         return None
     have = set(words)
     carried = [w for w in dict.fromkeys(analyzer.tokens(prev)) if w not in have]

@@ -216,6 +216,8 @@ def test_a_question_unrelated_to_the_conversation_is_refused_as_it_is_alone(seed
     for q in ("من ترأس الجانب المصري في اجتماع القاهرة؟", "ومتى عقد الاجتماع؟"):
         history += [Turn(role="user", content=q),
                     Turn(role="assistant", content=seeded_engine.ask(q, history=history).answer)]
-    answer = seeded_engine.ask("Who won the 2022 World Cup?", history=history)
-    assert answer.rewritten_question is None
-    assert answer.answerable is False and answer.citations == []
+    for question in ("Who won the 2022 World Cup?", "And what is the capital of Australia?", "وما عاصمة أستراليا؟",
+                     "وكم عدد سكان الصين؟"):  # an opening "and" does not make it one
+        answer = seeded_engine.ask(question, history=history)
+        assert answer.rewritten_question is None, question
+        assert answer.answerable is False and answer.citations == [], question

@@ -103,8 +103,17 @@ def test_a_short_question_with_its_own_subject_stands_alone(question: str) -> No
     assert carry_context(question, history, Analyzer()) is None
 
 
+@pytest.mark.parametrize("question", ["وكم عدد سكان الصين؟", "وما عاصمة أستراليا؟",
+                                      "And what is the capital of Australia?", "ومن كتب رواية مئة عام من العزلة؟"])
+def test_a_question_opening_with_and_but_naming_only_its_own_subject_stands_alone(question: str) -> None:
+    """An opening "and" (و) alone does not tie a question to the conversation: new questions often open so."""
+    history = [Turn(role="user", content="من يرأس وفد حماس في مفاوضات القاهرة؟")]
+    assert carry_context(question, history, Analyzer()) is None
+
+
 @pytest.mark.parametrize("follow_up", ["ومتى وصل؟", "وعلى ماذا شددوا؟", "And when did he arrive?", "Turkey?",
-                                       "وماذا عن تركيا؟"])
+                                       "وماذا عن تركيا؟", "ومتى وصل إلى القاهرة؟",
+                                       "What about the Israeli delegation?"])
 def test_a_question_that_continues_the_last_one_carries_its_subject(follow_up: str) -> None:
     history = [Turn(role="user", content="من يرأس وفد حماس في مفاوضات القاهرة؟")]
     assert "وفد" in (carry_context(follow_up, history, Analyzer()) or "")
