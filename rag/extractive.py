@@ -371,7 +371,8 @@ class ExtractiveAnswerer:
         """Whether the reader reads a question's candidates. An English question over Arabic articles (most of its
         candidates Arabic) only where the reader was fitted in for them (for reader-cross-1 it was not: on dev it
         did not help them, docs/reader.md); they then cost no reading."""
-        if self.settings.reader_weight_cross > 0 or self._stacked(cross=True):
+        a = self.settings
+        if a.reader_weight_cross > 0 or self._stacked(cross=True) or a.read_floor_cross is not None:
             return True
         return sum(s.over_arabic for s in sentences) * 2 <= len(sentences)
 
@@ -591,6 +592,9 @@ class ExtractiveAnswerer:
         a second logistic model stacked on the signals' margin: the signals' model was fitted on far more dev
         items than the reader left unseen (it trained on most of XQuAD), so only a few weights are fitted for it."""
         base = self._signals_margin(selection)
+        floor = self.settings.read_floor_cross if selection.cross else self.settings.read_floor_same
+        if selection.read and floor is not None and selection.signals[len(SIGNALS) + 1] < floor:
+            return -math.inf  # the reader finds no sentence it read saying the answer: refused
         model = self._stacked(selection.cross) if selection.read else []
         if model:
             return float(model[0] * base + np.dot(model[1:-1], selection.signals[len(SIGNALS):]) + model[-1])

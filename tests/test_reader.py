@@ -397,3 +397,25 @@ def test_contrast_questions_swap_a_word_the_answer_holds_for_one_of_its_article_
     for q, s, _ in contrast:  # each against its own question's answer sentence
         assert s == (article if q.startswith("متى") else sentence)
     assert not any(q.startswith("Who") for q, _, _ in contrast)  # English questions over Arabic: none
+
+
+def test_the_readers_own_refusal_line_refuses_what_it_finds_unanswered_when_set(tmp_path: Path) -> None:
+    """``read_floor_*`` (fitted and reported by evals.reader.fit; not set by default): under it the reader's
+    finding decides, whatever the signals say; an English question over Arabic articles is read for it."""
+    settings = Settings.in_memory(tmp_path)
+    settings.answer.reader = "none"
+    engine = Sanad.open(settings)
+    try:
+        index_seeds(engine, settings)
+        question, english = "من يرأس وفد حماس في مفاوضات القاهرة؟", "Who heads the Hamas delegation in Cairo?"
+        reader = use(engine, FakeReader([]))  # finds nothing answering (logit -4 for every sentence)
+        assert engine.ask(question).answerable and engine.ask(english).answerable  # the signals answer
+        assert reader.asked == [question]  # English over Arabic: not read without a line of its own
+        settings.answer.read_floor_same = settings.answer.read_floor_cross = -3.0
+        for q in (question, english):
+            answer = engine.ask(q)
+            assert answer.answerable is False and answer.citations == [], q
+        use(engine, FakeReader(["الحية"]))  # finds the sentence naming him: answered again
+        assert engine.ask(question).answerable and engine.ask(english).answerable
+    finally:
+        engine.close()
