@@ -121,6 +121,7 @@ class Sanad:
             settings.embed.signature,
             embedder.dimension if embedder else None,
             encoder.manifest(),
+            reader=settings.answer.reader or "none",
         )
         try:
             if rebuild:

@@ -39,7 +39,7 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class ReaderWeights:
-    """Everything a reader needs besides the encoder. ``name`` goes into the store manifest and answers."""
+    """Everything a late-interaction reader needs besides the encoder. ``name`` goes into the answers."""
 
     name: str
     center: np.ndarray  # [H] subtracted from every state (the encoder's states share a large common direction)

@@ -119,8 +119,13 @@ class PassageStore:
         embedder_signature: str,
         dense_dim: int | None,
         lexical: dict[str, str | float],
+        reader: str | None = None,
     ) -> None:
         self.client = client
+        #: The reader that judges the answers given over this store (``"none"``: none), recorded in the manifest
+        #: beside it. Not a setting of the stored vectors: a change is recorded and logged, never a reason to
+        #: rebuild, so answers judged by different readers are never mixed silently.
+        self.reader = reader
         self.chunks = collection
         self.documents = f"{collection}_documents"
         #: Every setting that changes how a stored vector is computed.
@@ -160,10 +165,7 @@ class PassageStore:
                 self.client.create_payload_index(self.documents, "story_id", models.PayloadSchemaType.KEYWORD)
         found = self.client.retrieve(self.documents, [_MANIFEST_ID])
         if not found:
-            self.client.upsert(
-                self.documents,
-                [models.PointStruct(id=_MANIFEST_ID, vector={}, payload={"kind": "manifest", **self.manifest})],
-            )
+            self._write_manifest({"kind": "manifest", **self.manifest})
             return
         stored = found[0].payload or {}
         for key, want in self.manifest.items():
@@ -180,6 +182,21 @@ class PassageStore:
                     f"never mixed: rebuild the index with these settings (`{REBUILD_HINT}`), or restore the "
                     f"setting that built it, or use a fresh SANAD_DATA_DIR."
                 )
+        if self.reader is not None and stored.get("reader") != self.reader:
+            if "reader" in stored:
+                log.warning("the answers over collection %r were judged by the reader %r; from now on by %r",
+                            self.chunks, stored["reader"], self.reader)
+            self._write_manifest({**stored, "reader": self.reader})
+
+    def _write_manifest(self, payload: dict[str, Any]) -> None:
+        if self.reader is not None:
+            payload = {**payload, "reader": self.reader}
+        self.client.upsert(self.documents, [models.PointStruct(id=_MANIFEST_ID, vector={}, payload=payload)])
+
+    def recorded_reader(self) -> str | None:
+        """The reader the manifest names (the last process to open the store with a reader configured)."""
+        found = self.client.retrieve(self.documents, [_MANIFEST_ID])
+        return (found[0].payload or {}).get("reader") if found else None
 
     def drop(self) -> None:
         """Delete both collections (``sanad index --rebuild``); :meth:`ensure` creates them afresh."""

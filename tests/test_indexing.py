@@ -246,6 +246,32 @@ def test_engine_configured_for_embeddings_refuses_a_lexical_store(persistent: Se
         eng.close()
 
 
+def test_the_store_names_the_reader_that_judges_its_answers(persistent: Settings,
+                                                           caplog: pytest.LogCaptureFixture) -> None:
+    """Not a setting of the stored vectors: another reader opens the store, and the change is recorded and logged."""
+    import logging
+
+    eng = Sanad.open(persistent)
+    try:
+        assert eng.store.recorded_reader() == "reader-cross-1"  # the default, recorded when the store was built
+    finally:
+        eng.close()
+    other = persistent.model_copy(deep=True)
+    other.answer.reader = "none"
+    with caplog.at_level(logging.WARNING, logger="sanad"):
+        eng = Sanad.open(other)
+    try:
+        assert eng.store.recorded_reader() == "none" and eng.store.count_chunks(GHAZI) > 0
+    finally:
+        eng.close()
+    said = [r.getMessage() for r in caplog.records if "reader" in r.getMessage()]
+    assert len(said) == 1 and "'reader-cross-1'" in said[0] and "'none'" in said[0]
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="sanad"):
+        Sanad.open(other).close()  # the same reader again: nothing to say
+    assert not [r for r in caplog.records if "reader" in r.getMessage()]
+
+
 def test_store_built_by_another_analyzer_is_refused(persistent: Settings) -> None:
     other = PassageStore(open_client(persistent), persistent.qdrant.collection, "none", None,
                          {**LexicalEncoder().manifest(), "analyzer": "stems.v0"})
