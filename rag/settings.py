@@ -256,8 +256,9 @@ class AnswerSettings(BaseModel):
     hedge_read_same: float = Field(default=0.0, ge=0)
     hedge_read_cross: float = Field(default=0.0, ge=0)
     # The reader's own refusal line: a question none of whose read sentences the reader scores at this logit or
-    # above is refused, whatever the signals say (None: no such line). Fitted on dev as the line that refuses at
-    # most 1% more of the answerable items (python -m evals.reader.fit), where it refuses more unanswerable ones.
+    # above is refused, whatever the signals say (None: no such line). python -m evals.reader.fit fits it on dev
+    # (the line that refuses at most 1% more of the answerable items) and reports it; off by default: for
+    # reader-cross-1 the dev lines refused answerable test and seeds items (docs/reader.md).
     read_floor_same: float | None = None
     read_floor_cross: float | None = None
     # English–Arabic dictionaries for English questions over Arabic articles (rag/bilingual.py): "auto" reads

@@ -94,6 +94,7 @@ class CrossConfig:
     hard_negatives: int = 0  # per question: the answerer's best sentences of other paragraphs (evals.reader.hard)
     swapped: int = 0  # per Arabic question: contrast questions against its answer's sentence (contrast_questions)
 
+
 _WORD = re.compile(r"[^\W\d_]{4,}")  # a word of four letters or more (names, nouns, qualifiers)
 
 

@@ -253,7 +253,8 @@ def fit(cases: list[Case], base: AnswerSettings, max_false: float, refusal_weigh
                        "reader_weight": w, "top_fact_by_read": by_k, "reader_candidates": k,
                        "refusal_5fold": {"stacked": cvs[True], "signals": cvs[False]}, "stacked": read,
                        "gain": round(gain, 4)}
-        if gain <= 0 or (w == 0 and not read):  # the reader does not help here: not read, today's answer
+        off = gain <= 0 or (w == 0 and not read)
+        if off:  # the reader does not help here: not read, today's answer
             update.update({f"reader_weight{suffix}": 0.0, f"refusal_read_{key}": [], f"hedge_read_{key}": 0.0})
             w = 0.0
         # Its own refusal line, on the sentences as the answerer would then order them (the signals' refusal and
@@ -265,7 +266,7 @@ def fit(cases: list[Case], base: AnswerSettings, max_false: float, refusal_weigh
         update[f"read_floor_{key}"] = floor if read_floor else None  # reported; set only when asked for
         if read_floor and floor is not None:
             reads.append(k)
-        if gain <= 0 or (w == 0 and not read):
+        if off:
             continue
         reads.append(k)
         update[f"reader_weight{suffix}"] = w
