@@ -135,7 +135,7 @@ def test_the_prompt_gives_passages_as_data_and_the_question_last(llm_engine: San
     assert passages[0].doc_id == TARTUS.id
     assert head.startswith(f"Passages:\n\n[1] {TARTUS.title}")  # the answering passage first (reading order)
     for p in passages:
-        assert re.search(rf"\[\d\] {re.escape(p.title)}", head) and p.text in head
+        assert re.search(rf"\[\d+\] {re.escape(p.title)}", head) and p.text in head
 
 
 # -- a model that obeys the article ---------------------------------------------------------------------------
