@@ -97,10 +97,16 @@ def _holds_fact(item: GoldItem, text: str) -> bool:
     return any(fact_found(f, text) for f in item.facts)
 
 
-def replay(cases: list[Case], answer: AnswerSettings) -> list[dict[str, Any]]:
-    """The answerer's choice on each case under ``answer``."""
+def replaying(answer: AnswerSettings) -> ExtractiveAnswerer:
+    """An answerer with only its settings: what choosing among kept candidates needs (no encoder, no reader)."""
     answerer = ExtractiveAnswerer.__new__(ExtractiveAnswerer)
     answerer.settings = answer
+    return answerer
+
+
+def replay(cases: list[Case], answer: AnswerSettings) -> list[dict[str, Any]]:
+    """The answerer's choice on each case under ``answer``."""
+    answerer = replaying(answer)
     out = []
     for c in cases:
         sentences = [replace(s) for s in c.sentences]
@@ -120,6 +126,9 @@ def replay(cases: list[Case], answer: AnswerSettings) -> list[dict[str, Any]]:
             "says": bool(sel.sentences),
             "sure": bool(sel.sentences) and answerer.sure(sel),  # answered, not offered as the closest
             "signals": sel.signals,
+            # The first passage as retrieved and as re-ranked by reading (Selection.in_order).
+            "first_doc": c.passages[0].doc_id if c.passages else None,
+            "first_doc_read": sel.in_order(c.passages)[0].doc_id if c.passages else None,
         })
     return out
 

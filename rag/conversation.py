@@ -23,14 +23,18 @@ _CONTINUING = re.compile(r"^\W*(and|also|what about|how about|then|ثم)\b", re.
 _ASKS_AGAIN = re.compile(r"^\W*(?:(?:and\s+)?(?:what|how) about\b|[وف]?ماذا عن(?:\s|$))", re.IGNORECASE)
 
 
+def _joined_and(word: str) -> bool:
+    """و or ف joined to a function word (ومتى، وعلى، فمن): an "and". Many Arabic words begin with و themselves
+    (وفد، وقف، وزير): only a function word after it counts."""
+    return len(word) > 1 and word[0] in "وف" and fold(word[1:]) in _stopwords()
+
+
 def _continues(question: str) -> bool:
-    """Opens with "and …" (in Arabic: و or ف joined to a function word: ومتى، وعلى ماذا، فمن). Many Arabic words
-    begin with و themselves (وفد، وقف، وزير): only a function word after it counts."""
+    """Opens with "and …" (in Arabic :func:`_joined_and`: ومتى، وعلى ماذا، فمن)."""
     if _CONTINUING.search(question):
         return True
     first = question.strip().split(maxsplit=1)[0] if question.strip() else ""
-    first = first.strip("؟?.,،!")
-    return len(first) > 1 and first[0] in "وف" and fold(first[1:]) in _stopwords()
+    return _joined_and(first.strip("؟?.,،!"))
 
 
 def previous_question(history: list[Turn], turns: int = 2) -> str | None:
@@ -51,7 +55,7 @@ def carry_context(question: str, history: list[Turn], analyzer: Analyzer, openin
     if not prev:
         return None
     # An opening و/ف joined to a function word ("ومتى", "وعلى") is the "and", not a word of the question's own.
-    words = [w for w in analyzer.tokens(question) if not (w[:1] in "وف" and fold(w[1:]) in _stopwords())]
+    words = [w for w in analyzer.tokens(question) if not _joined_and(w)]
     refers = bool(_REFERRING.search(question) or (opening and _ASKS_AGAIN.search(question)))
     points_back = refers or (opening and _continues(question))
     if len(words) > _FEW_CONTENT_WORDS and not points_back:

@@ -271,18 +271,21 @@ class PackedEncoder:
         assert dtype == 1 and count == rows * cols, name
         return np.frombuffer(self._buf, dtype=_BLOCK, count=count // QK, offset=off).reshape(rows, cols // QK)
 
+    def _shape(self, linear: str) -> tuple[int, int]:
+        """(out, in) of a layer's linear weight: ``q``, ``k``, ``v``, ``ao`` (attention), ``fi``, ``fo`` (FFN)."""
+        h, ff = self.config.hidden, self.config.ffn
+        return {"fi": (ff, h), "fo": (h, ff)}.get(linear, (h, h))
+
     def _q4(self, name: str, rows: int, cols: int) -> np.ndarray:
         return _dequantize(self._q4_blocks(name, rows, cols).reshape(-1), rows, cols)
 
     def graph_weights(self) -> dict[str, np.ndarray]:
         """The tensors the ONNX graph is handed, by name: each linear layer's weights still 4-bit
         (``{layer}.{linear}.q`` and ``.s``, see :func:`q4_for_onnxruntime`) and its bias, the norms, fp32."""
-        h, ff = self.config.hidden, self.config.ffn
-        shapes = {"q": (h, h), "k": (h, h), "v": (h, h), "ao": (h, h), "fi": (ff, h), "fo": (h, ff)}
         out = {"eln.w": self._eln[0], "eln.b": self._eln[1]}
         for i in range(self.config.layers):
             for name, parts in LINEARS:
-                blocks = np.concatenate([self._q4_blocks(f"l{i}.{p}.w", *shapes[p]) for p in parts])
+                blocks = np.concatenate([self._q4_blocks(f"l{i}.{p}.w", *self._shape(p)) for p in parts])
                 out[f"l{i}.{name}.q"], out[f"l{i}.{name}.s"] = q4_for_onnxruntime(blocks)
                 out[f"l{i}.{name}.b"] = np.concatenate([self._f32(f"l{i}.{p}.b") for p in parts])
             for norm in ("aln", "oln"):
@@ -310,19 +313,22 @@ class PackedEncoder:
             return self._sessions[threads]
 
     def _dequantize_layers(self) -> list[tuple[np.ndarray, ...]]:
-        h, nl, ff = self.config.hidden, self.config.layers, self.config.ffn
-        f32, q4 = self._f32, self._q4
+        f32 = self._f32
+
+        def w(i: int, linear: str) -> np.ndarray:
+            return self._q4(f"l{i}.{linear}.w", *self._shape(linear))
+
         layers: list[tuple[np.ndarray, ...]] = []
-        for i in range(nl):
-            qkv_w = np.concatenate([q4(f"l{i}.{n}.w", h, h) for n in ("q", "k", "v")]).T.copy()
+        for i in range(self.config.layers):
+            qkv_w = np.concatenate([w(i, n) for n in ("q", "k", "v")]).T.copy()
             qkv_b = np.concatenate([f32(f"l{i}.{n}.b") for n in ("q", "k", "v")])
             layers.append(
                 (
                     qkv_w, qkv_b,
-                    q4(f"l{i}.ao.w", h, h).T.copy(), f32(f"l{i}.ao.b"),
+                    w(i, "ao").T.copy(), f32(f"l{i}.ao.b"),
                     f32(f"l{i}.aln.w"), f32(f"l{i}.aln.b"),
-                    q4(f"l{i}.fi.w", ff, h).T.copy(), f32(f"l{i}.fi.b"),
-                    q4(f"l{i}.fo.w", h, ff).T.copy(), f32(f"l{i}.fo.b"),
+                    w(i, "fi").T.copy(), f32(f"l{i}.fi.b"),
+                    w(i, "fo").T.copy(), f32(f"l{i}.fo.b"),
                     f32(f"l{i}.oln.w"), f32(f"l{i}.oln.b"),
                 )
             )

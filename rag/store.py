@@ -186,7 +186,7 @@ class PassageStore:
             if "reader" in stored:
                 log.warning("the answers over collection %r were judged by the reader %r; from now on by %r",
                             self.chunks, stored["reader"], self.reader)
-            self._write_manifest({**stored, "reader": self.reader})
+            self._write_manifest(stored)
 
     def _write_manifest(self, payload: dict[str, Any]) -> None:
         if self.reader is not None:

@@ -47,9 +47,19 @@ from typing import Any
 
 import numpy as np
 
-from evals.calibrate import Case, _script, collect, fit_hedge, fit_refusal, per_set_mean, refusal_figures, replay
+from evals.calibrate import (
+    Case,
+    _script,
+    collect,
+    fit_hedge,
+    fit_refusal,
+    per_set_mean,
+    refusal_figures,
+    replay,
+    replaying,
+)
 from evals.reader.data import arcd_items, xquad_items
-from rag.extractive import SIGNALS, ExtractiveAnswerer
+from rag.extractive import SIGNALS
 from rag.reader import CROSS_READER, load_reader
 from rag.settings import AnswerSettings, Settings
 from rag.text import fold_cached
@@ -118,25 +128,9 @@ def figures(rows: list[dict[str, Any]]) -> dict[str, Any]:
 def as_read(cases: list[Case], answer: AnswerSettings) -> list[Case]:
     """The cases as the answerer under ``answer`` sees them: unread where it does not read
     (:meth:`ExtractiveAnswerer.reads`)."""
-    answerer = ExtractiveAnswerer.__new__(ExtractiveAnswerer)
-    answerer.settings = answer
+    answerer = replaying(answer)
     return [c if answerer.reads(c.sentences) else replace(c, sentences=[replace(s, read=None) for s in c.sentences])
             for c in cases]
-
-
-def first_passage_found(cases: list[Case], answer: AnswerSettings) -> list[tuple[bool, bool]]:
-    """Per answerable case with gold sources: whether the first retrieved passage is of a gold document, and the
-    first passage in the answerer's reading order (:meth:`Selection.in_order`)."""
-    answerer = ExtractiveAnswerer.__new__(ExtractiveAnswerer)
-    answerer.settings = answer
-    out = []
-    for c in cases:
-        if not c.item.answerable or not c.item.sources or not c.passages:
-            continue
-        sel = answerer.combine([replace(s) for s in c.sentences], c.passages, c.said)
-        src = set(c.item.sources)
-        out.append((c.passages[0].doc_id in src, sel.in_order(c.passages)[0].doc_id in src))
-    return out
 
 
 def compare(cases: list[Case], answer: AnswerSettings) -> dict[str, Any]:
@@ -148,15 +142,13 @@ def compare(cases: list[Case], answer: AnswerSettings) -> dict[str, Any]:
     for key in ("same", "cross"):
         idx = [i for i, c in enumerate(cases) if _script(c) == key]
         out[key] = {"signals": figures([plain[i] for i in idx]), "reader": figures([read[i] for i in idx])}
-        mine = [cases[i] for i in idx]
-        found = {"signals": first_passage_found(unread(mine), answer),
-                 "reader": first_passage_found(as_read(mine, answer), answer)}
-        if found["signals"]:
-            out[key]["passage_r1"] = {
-                "items": len(found["signals"]),
-                "retrieved": round(sum(r for r, _ in found["signals"]) / len(found["signals"]), 4),
-                **{k: round(sum(f for _, f in v) / len(v), 4) for k, v in found.items()},
-            }
+        # Whether the first passage is of a gold document: as retrieved, and re-ranked by reading.
+        gold = [i for i in idx if cases[i].item.answerable and cases[i].item.sources and cases[i].passages]
+        if gold:
+            out[key]["passage_r1"] = {"items": len(gold), **{
+                name: round(sum(rows[i][first] in cases[i].item.sources for i in gold) / len(gold), 4)
+                for name, rows, first in (("retrieved", plain, "first_doc"), ("signals", plain, "first_doc_read"),
+                                          ("reader", read, "first_doc_read"))}}
         # The two at one operating point: the reader's line moved to refuse as many answerable items as the
         # signals' does (which it, fitted on fewer dev items, need not do at its own line).
         ans = [read[i]["margin"] for i in idx if read[i]["answerable"]]
@@ -193,8 +185,7 @@ def fit_read_floor(rows: list[dict[str, Any]], max_extra: float) -> tuple[float 
 def first_read(cases: list[Case], answer: AnswerSettings) -> list[Case]:
     """The cases as if only ``answer.reader_candidates`` sentences had been read: the reads of the best-ranked
     ones by the signals kept, as :meth:`ExtractiveAnswerer.read` chooses them."""
-    answerer = ExtractiveAnswerer.__new__(ExtractiveAnswerer)
-    answerer.settings = answer
+    answerer = replaying(answer)
     out = []
     for c in cases:
         sentences = [replace(s, read=None) for s in c.sentences]
@@ -314,10 +305,9 @@ def main() -> None:
             raise SystemExit(f"the reader {args.reader!r} could not be loaded (sanad train-reader --export …)")
         # Every case read, in both script cases and as deep as the fit looks (CANDIDATES): the fit chooses where
         # the reader reads and how many sentences, whatever the configured values are.
-        answerer = ExtractiveAnswerer.__new__(ExtractiveAnswerer)
+        answerer = replaying(settings.answer.model_copy(
+            update={"reader_candidates": max(CANDIDATES), "reader_weight_cross": 1.0}))
         answerer.reader = reader
-        answerer.settings = settings.answer.model_copy(
-            update={"reader_candidates": max(CANDIDATES), "reader_weight_cross": 1.0})
         seen = trained_on() if args.split == "dev" else set()
         cases = []
         specs = [(s, [args.split]) for s in args.set] + [(s, ["dev", "test"]) for s in args.dev_set]
